@@ -1,0 +1,94 @@
+"""The backend contract and the data that crosses it."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+__all__ = ["Backend", "Chunk", "GenerationRequest", "Message", "SamplingParams", "ModelDescription"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: tuple[Message, ...]
+    params: SamplingParams
+    request_id: str = ""
+    # Absolute time.monotonic() by which the answer must be complete; None = no deadline.
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of an answer. The last chunk of a complete answer has `finish_reason` set.
+
+    `completion_tokens` is cumulative: tokens generated so far for this request.
+    """
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Seconds the request waited for the generation slot (set by the backend).
+    queue_wait_s: float = 0.0
+
+
+@dataclass
+class ModelDescription:
+    name: str
+    backend: str
+    path: str = ""
+    size_bytes: int = 0
+    sha256: str = ""
+    context_length: int = 0
+    n_threads: int = 0
+
+
+@dataclass
+class BackendStats:
+    requests_total: int = 0
+    rejected_total: int = 0
+    cancelled_total: int = 0
+    tokens_generated_total: int = 0
+    last_completion_tokens: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Something that turns a GenerationRequest into chunks of text.
+
+    Contract: `generate()` yields chunks in order and ends with one chunk whose
+    `finish_reason` is set; it raises an `edge.errors.EdgeError` subclass on
+    failure. Closing the iterator early (client cancel) stops the work promptly.
+    """
+
+    name: str
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load what the backend needs (a model file). Called once before traffic."""
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Called once at shutdown."""

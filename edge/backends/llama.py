@@ -1,0 +1,177 @@
+"""A GGUF model served with llama.cpp (llama-cpp-python), on CPU or GPU.
+
+llama_cpp is imported when a model is loaded, never when `edge` is imported.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.backends.base import Chunk, GenerationRequest, ModelDescription
+from edge.backends.threaded import ShouldStop, ThreadedBackend
+from edge.catalog import check_gguf_header
+from edge.errors import ConfigError, InvalidArgument, ModelCorrupt
+
+__all__ = ["LlamaBackend", "default_threads"]
+
+# llama-cpp-python's own sampling defaults, applied when a request leaves them unset.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_P = 0.95
+DEFAULT_TOP_K = 40
+DEFAULT_MIN_P = 0.05
+DEFAULT_REPEAT_PENALTY = 1.0
+
+
+def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
+    """Index of the earliest stop sequence in text[start:], or None."""
+    hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def default_threads() -> int:
+    """Physical cores: on the 2-core target, 2 threads measured fastest (README, benchmarks)."""
+    import psutil
+
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    tokens: list[int]
+    stop: tuple[str, ...]
+
+
+class LlamaBackend(ThreadedBackend):
+    kind = "llama"
+
+    def __init__(self, name: str, path: Path, *, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0,
+                 n_gpu_layers: int = 0, chat_format: str = "", queue_size: int = 8) -> None:
+        super().__init__(name, queue_size=queue_size)
+        self.path = path
+        self.sha256 = sha256
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.n_gpu_layers = n_gpu_layers
+        self.chat_format = chat_format
+        self._llama: Any = None
+        self._formatter: Any = None
+        self._eog: frozenset[int] = frozenset()
+
+    def describe(self) -> ModelDescription:
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return ModelDescription(name=self.name, backend=self.kind, path=str(self.path), size_bytes=size,
+                                sha256=self.sha256, context_length=self.n_ctx, n_threads=self.n_threads)
+
+    # -- loading ------------------------------------------------------------------
+
+    def _load(self) -> None:
+        # llama.cpp may crash in native code on a file that is not GGUF; refuse it here.
+        check_gguf_header(self.path)
+        import llama_cpp
+        from llama_cpp import llama_chat_format
+
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                n_threads_batch=self.n_threads, n_gpu_layers=self.n_gpu_layers, verbose=False)
+        except ValueError as exc:  # llama-cpp-python's "failed to load model"
+            raise ModelCorrupt(f"model {self.name!r}: llama.cpp could not load {self.path}: {exc}") from exc
+        self.n_ctx = self._llama.n_ctx()
+        self._formatter = self._make_formatter(llama_cpp, llama_chat_format)
+        vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        self._eog = frozenset(t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t))
+
+    def _make_formatter(self, llama_cpp: Any, llama_chat_format: Any) -> Any:
+        if self.chat_format:
+            fn = getattr(llama_chat_format, "format_" + self.chat_format.replace("-", "_"), None)
+            if fn is None:
+                raise ConfigError(f"model {self.name!r}: chat_format {self.chat_format!r} is not a llama-cpp-python chat format")
+            return fn
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"model {self.name!r}: the GGUF has no chat template in its metadata; set chat_format")
+
+        def token_text(token_id: int) -> str:
+            return self._llama._model.token_get_text(token_id) if token_id != -1 else ""
+
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=token_text(self._llama.token_eos()),
+            bos_token=token_text(self._llama.token_bos()), stop_token_ids=[self._llama.token_eos()])
+
+    # -- the request path -------------------------------------------------------------
+
+    def _prepare(self, request: GenerationRequest) -> _Prepared:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        try:
+            formatted = self._formatter(messages=messages)
+        except Exception as exc:  # the template rejected the conversation (e.g. role order)
+            raise InvalidArgument("messages", f"model {self.name!r}'s chat template rejected them: {exc}") from exc
+        tokens = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        # At least one token must fit after the prompt.
+        if len(tokens) >= self.n_ctx:
+            raise InvalidArgument(
+                "messages", f"prompt is {len(tokens)} tokens, longer than model {self.name!r}'s "
+                            f"context of {self.n_ctx} tokens")
+        stop = tuple(s for s in (*request.params.stop, *(formatted.stop or ())) if s)
+        return _Prepared(tokens=tokens, stop=stop)
+
+    def _generate_sync(self, prepared: _Prepared, request: GenerationRequest, should_stop: ShouldStop) -> Iterator[Chunk]:
+        """Our own decode loop over Llama.generate(): we see every sampled token, so
+        token counts are exact, a cancel lands on the next token, and text is
+        detokenized once per token (create_completion re-detokenizes the whole
+        answer per token)."""
+        llama = self._llama
+        params = request.params
+        n_prompt = len(prepared.tokens)
+        max_tokens = min(params.max_tokens, self.n_ctx - n_prompt)
+        # Text that could still become the start of a stop sequence is held back.
+        hold = max((len(s) for s in prepared.stop), default=1) - 1
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, sent, n_out, finish, cut = "", 0, 0, "length", None
+
+        llama.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+        tokens = llama.generate(
+            prepared.tokens,
+            temp=DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
+            top_p=DEFAULT_TOP_P if params.top_p is None else params.top_p,
+            top_k=DEFAULT_TOP_K, min_p=DEFAULT_MIN_P, repeat_penalty=DEFAULT_REPEAT_PENALTY,
+        )
+        try:
+            for token in tokens:
+                if should_stop():
+                    return
+                if token in self._eog:
+                    finish = "stop"
+                    break
+                n_out += 1
+                text += decoder.decode(llama.detokenize([token]))
+                cut = _find_stop(text, prepared.stop, max(0, sent - hold))
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                if n_out >= max_tokens:
+                    break
+                safe = len(text) - hold
+                if safe > sent:
+                    yield Chunk(text=text[sent:safe], prompt_tokens=n_prompt, completion_tokens=n_out)
+                    sent = safe
+        finally:
+            tokens.close()
+        if cut is None:
+            text += decoder.decode(b"", final=True)  # a dangling partial UTF-8 sequence
+        if len(text) > sent:
+            yield Chunk(text=text[sent:], prompt_tokens=n_prompt, completion_tokens=n_out)
+        yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

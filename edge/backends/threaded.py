@@ -1,0 +1,167 @@
+"""Run a blocking, one-at-a-time generator (a llama.cpp context) off the event loop.
+
+The event loop keeps answering health checks and other RPCs while a model
+generates; the model's thread hands chunks back with call_soon_threadsafe.
+Admission, cancellation, deadlines and counters are decided here once, for
+every backend built on it (the llama backend and the fake one).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from edge.backends.admission import AdmissionQueue
+from edge.backends.base import Backend, BackendStats, Chunk, GenerationRequest, ModelDescription
+from edge.errors import BackendError, DeadlineExceeded, EdgeError, Overloaded, Unavailable
+
+__all__ = ["ThreadedBackend", "ShouldStop"]
+
+ShouldStop = Callable[[], bool]
+_END = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class ThreadedBackend(Backend):
+    """Subclasses implement `_load`, `_prepare` and `_generate_sync`; this class does the rest."""
+
+    kind = "threaded"
+
+    def __init__(self, name: str, *, queue_size: int) -> None:
+        self.name = name
+        self.state = "loading"
+        self.stats = BackendStats()
+        self._queue_size = queue_size
+        self._queue: AdmissionQueue | None = None
+        # One worker thread: a llama.cpp context is not thread-safe, so one
+        # generation at a time per loaded instance.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gen-{name}")
+        self.load_error = ""
+
+    # -- what subclasses provide -------------------------------------------------
+
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Blocking: load the model. Raise an EdgeError with a clear message on failure."""
+
+    @abc.abstractmethod
+    def _prepare(self, request: GenerationRequest) -> Any:
+        """Blocking, may run beside a generation: format and tokenize, validate length.
+
+        Raise InvalidArgument for a request the model cannot take.
+        """
+
+    @abc.abstractmethod
+    def _generate_sync(self, prepared: Any, request: GenerationRequest, should_stop: ShouldStop) -> Iterator[Chunk]:
+        """Blocking, on the model's thread: yield chunks; stop promptly once should_stop() is true."""
+
+    @abc.abstractmethod
+    def describe(self) -> ModelDescription:
+        ...
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def queue(self) -> AdmissionQueue:
+        if self._queue is None:
+            self._queue = AdmissionQueue(self.name, self._queue_size)
+        return self._queue
+
+    async def start(self) -> None:
+        self.queue  # bind the queue to the running loop
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._load)
+        except EdgeError as exc:
+            self.state, self.load_error = "failed", str(exc)
+            raise
+        except Exception as exc:  # a dependency's error: convert where it enters
+            self.state, self.load_error = "failed", f"{type(exc).__name__}: {exc}"
+            raise BackendError(f"model {self.name!r} failed to load: {self.load_error}") from exc
+        self.state = "ready"
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- the request path -----------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        if self.state != "ready":
+            raise Unavailable(f"model {self.name!r} is {self.state}" + (f": {self.load_error}" if self.load_error else ""))
+        self.stats.requests_total += 1
+        prepared = await asyncio.to_thread(self._prepare, request)
+        queued_at = time.monotonic()
+        try:
+            await self.queue.acquire(request.remaining())
+        except Overloaded:
+            self.stats.rejected_total += 1
+            raise
+        queue_wait_s = time.monotonic() - queued_at
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def should_stop() -> bool:
+            return stop.is_set() or (request.deadline is not None and time.monotonic() > request.deadline)
+
+        def hand_over(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(out.put_nowait, item)
+            except RuntimeError:
+                stop.set()  # the loop is gone (shutdown): nobody is listening
+
+        def work() -> None:
+            tokens = 0
+            try:
+                for chunk in self._generate_sync(prepared, request, should_stop):
+                    tokens = chunk.completion_tokens
+                    hand_over(chunk)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, re-raised there
+                hand_over(_Failure(exc))
+            finally:
+                self.stats.tokens_generated_total += tokens
+                self.stats.last_completion_tokens = tokens
+                hand_over(_END)
+
+        try:
+            future = loop.run_in_executor(self._executor, work)
+        except BaseException:
+            self.queue.release()
+            raise
+        # The slot is freed when the model's thread is really done, not when the
+        # client goes away: the next request must find the context idle.
+        future.add_done_callback(lambda _f: self.queue.release())
+
+        finished = False
+        try:
+            while True:
+                item = await out.get()
+                if item is _END:
+                    break
+                if isinstance(item, _Failure):
+                    if isinstance(item.exc, EdgeError):
+                        raise item.exc
+                    raise BackendError(f"model {self.name!r} failed while generating: "
+                                       f"{type(item.exc).__name__}: {item.exc}") from item.exc
+                if item.finish_reason is not None:
+                    finished = True
+                yield replace(item, queue_wait_s=queue_wait_s)
+            if not finished:
+                if request.deadline is not None and time.monotonic() > request.deadline:
+                    raise DeadlineExceeded("deadline passed while generating; generation stopped")
+                raise BackendError(f"model {self.name!r} stopped without finishing the answer")
+        finally:
+            if not finished:
+                stop.set()
+                if not future.done():
+                    self.stats.cancelled_total += 1

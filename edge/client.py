@@ -1,0 +1,132 @@
+"""A small Python client for the daemon, sync and asyncio.
+
+    from edge import Client
+    with Client("127.0.0.1:50051") as c:
+        print(c.ask("What is the capital of France?").text)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from edge.v1 import router_pb2 as pb
+from edge.v1 import router_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "AsyncClient", "build_request", "DEFAULT_TARGET"]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+Messages = str | Sequence[tuple[str, str]] | Sequence[dict[str, str]]
+
+_PREFERENCES = {
+    "auto": pb.ROUTE_PREFERENCE_AUTO,
+    "local_only": pb.ROUTE_PREFERENCE_LOCAL_ONLY,
+    "cloud_only": pb.ROUTE_PREFERENCE_CLOUD_ONLY,
+}
+
+
+def _messages(prompt: Messages, system: str | None) -> list[pb.ChatMessage]:
+    out = [pb.ChatMessage(role="system", content=system)] if system else []
+    if isinstance(prompt, str):
+        out.append(pb.ChatMessage(role="user", content=prompt))
+        return out
+    for m in prompt:
+        if isinstance(m, dict):
+            out.append(pb.ChatMessage(role=m["role"], content=m["content"]))
+        else:
+            out.append(pb.ChatMessage(role=m[0], content=m[1]))
+    return out
+
+
+def build_request(prompt: Messages, *, system: str | None = None, max_tokens: int = 0,
+                  temperature: float | None = None, top_p: float | None = None, stop: Sequence[str] = (),
+                  seed: int | None = None, model: str = "", preference: str = "auto",
+                  max_latency_ms: int = 0, max_cost_usd: float = 0.0, request_id: str = "") -> pb.GenerateRequest:
+    """A GenerateRequest from a prompt string or (role, content) pairs."""
+    params = pb.GenerationParams(max_tokens=max_tokens, stop=list(stop))
+    if temperature is not None:
+        params.temperature = temperature
+    if top_p is not None:
+        params.top_p = top_p
+    if seed is not None:
+        params.seed = seed
+    try:
+        pref = _PREFERENCES[preference]
+    except KeyError:
+        raise ValueError(f"preference must be one of {', '.join(_PREFERENCES)}") from None
+    return pb.GenerateRequest(
+        messages=_messages(prompt, system), params=params, model=model, request_id=request_id,
+        routing=pb.RoutingHints(preference=pref, max_latency_ms=max_latency_ms, max_cost_usd=max_cost_usd))
+
+
+class Client:
+    """Blocking client. Each call takes an optional `timeout` (seconds), sent as the gRPC deadline."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.Channel | None = None) -> None:
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stub = pb_grpc.EdgeRouterStub(self._channel)
+
+    def ask(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> pb.GenerateResponse:
+        return self._stub.Generate(build_request(prompt, **kw), timeout=timeout)
+
+    def stream(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> Iterator[pb.GenerateStreamResponse]:
+        """Yields messages with `delta` text, then one with `final`. Cancel with .cancel() on the iterator."""
+        return self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout)
+
+    def generate(self, request: pb.GenerateRequest, *, timeout: float | None = None) -> pb.GenerateResponse:
+        return self._stub.Generate(request, timeout=timeout)
+
+    def status(self, *, timeout: float | None = 10.0) -> pb.GetStatusResponse:
+        return self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout)
+
+    def list_models(self, *, timeout: float | None = 10.0) -> pb.ListModelsResponse:
+        return self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """asyncio client, same calls as Client."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.aio.Channel | None = None) -> None:
+        self._channel = channel or grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.EdgeRouterStub(self._channel)
+
+    async def ask(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> pb.GenerateResponse:
+        return await self._stub.Generate(build_request(prompt, **kw), timeout=timeout)
+
+    async def stream(self, prompt: Messages, *, timeout: float | None = None,
+                     **kw: Any) -> AsyncIterator[pb.GenerateStreamResponse]:
+        call = self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout)
+        try:
+            async for message in call:
+                yield message
+        finally:
+            call.cancel()  # no-op once finished; stops generation if the caller broke off
+
+    async def generate(self, request: pb.GenerateRequest, *, timeout: float | None = None) -> pb.GenerateResponse:
+        return await self._stub.Generate(request, timeout=timeout)
+
+    async def status(self, *, timeout: float | None = 10.0) -> pb.GetStatusResponse:
+        return await self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout)
+
+    async def list_models(self, *, timeout: float | None = 10.0) -> pb.ListModelsResponse:
+        return await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,149 @@
+"""One typed settings schema, loaded from TOML, with defaults that make zero-config work.
+
+Every option is declared once here, with its default, bounds and a one-line
+description; `edge config check` and the environment overrides read this schema.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.errors import ConfigError
+
+__all__ = ["Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "load_settings"]
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos more often than not: reject them by name.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    listen: str = Field("127.0.0.1:50051", description="TCP address host:port to listen on; port 0 picks a free one; empty disables TCP")
+    unix_socket: str = Field("", description="Path of a unix socket to listen on as well; empty disables it")
+    shutdown_grace_s: float = Field(10.0, ge=0, le=3600, description="Seconds in-flight requests get to finish after SIGTERM/SIGINT")
+    max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="gRPC's own cap on one request's encoded size")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        if v == "":
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port with a port from 0 to 65535, e.g. 127.0.0.1:50051")
+        return v
+
+
+class LimitsSettings(_Section):
+    max_content_bytes: int = Field(64 * 1024, ge=1, le=16 * 1024 * 1024, description="Most UTF-8 bytes of message content one request may carry, all messages together")
+    max_messages: int = Field(256, ge=1, le=10_000, description="Most chat messages one request may carry")
+    max_tokens_cap: int = Field(2048, ge=1, le=1_000_000, description="Largest max_tokens a request may ask for")
+    default_max_tokens: int = Field(256, ge=1, le=1_000_000, description="max_tokens used when a request leaves it at 0")
+    max_stop_sequences: int = Field(8, ge=0, le=64, description="Most stop sequences one request may carry")
+
+
+class ModelEntry(_Section):
+    name: str = Field(description="Name clients use to pick this model")
+    path: str = Field("", description="Path of the GGUF file; empty = the installed manifest model of this name")
+    sha256: str = Field("", description="Expected sha256 of the file; checked at start when given")
+    backend: Literal["llama", "fake"] = Field("llama", description="'llama' serves the GGUF with llama.cpp; 'fake' is the built-in test backend")
+    chat_format: str = Field("", description="llama-cpp-python chat format name; empty = the template in the GGUF metadata")
+    n_ctx: int = Field(0, ge=0, le=1_048_576, description="Context length in tokens; 0 = the local default")
+    fake_reply: str = Field("", description="fake backend: the reply to send; empty = echo the last user message")
+    fake_token_delay_ms: float = Field(0.0, ge=0, le=60_000, description="fake backend: delay before each token")
+    fake_load_delay_ms: float = Field(0.0, ge=0, le=600_000, description="fake backend: time 'loading' takes")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or len(v) > 128 or any(c.isspace() or c in "/\\" for c in v):
+            raise ValueError("must be 1-128 characters with no spaces or slashes")
+        return v
+
+
+class LocalSettings(_Section):
+    default_model: str = Field("", description="Model answering requests that name none; empty = the manifest's default")
+    models_dir: str = Field("", description="Where pulled models live; empty = EDGE_MODELS_DIR or the user cache dir")
+    n_threads: int = Field(0, ge=0, le=512, description="llama.cpp threads; 0 = physical cores (measured fastest here)")
+    n_ctx: int = Field(2048, ge=128, le=1_048_576, description="Default context length in tokens")
+    n_gpu_layers: int = Field(0, ge=-1, le=10_000, description="Layers to offload to a GPU; -1 = all, 0 = CPU only")
+    queue_size: int = Field(8, ge=0, le=10_000, description="Requests that may wait per model; one more is rejected with RESOURCE_EXHAUSTED")
+    models: list[ModelEntry] = Field(default_factory=list, description="Models to load besides the default, or to configure it by path")
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+
+    @field_validator("local")
+    @classmethod
+    def _unique_names(cls, v: LocalSettings) -> LocalSettings:
+        names = [m.name for m in v.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
+        return v
+
+
+# Environment overrides for the most-used options: variable -> (section, key).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "EDGE_LISTEN": ("server", "listen"),
+    "EDGE_UNIX_SOCKET": ("server", "unix_socket"),
+    "EDGE_MODELS_DIR": ("local", "models_dir"),
+    "EDGE_DEFAULT_MODEL": ("local", "default_model"),
+    "EDGE_THREADS": ("local", "n_threads"),
+    "EDGE_QUEUE_SIZE": ("local", "queue_size"),
+    "EDGE_LOG_LEVEL": ("", "log_level"),
+}
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var not in environ:
+            continue
+        target = data.setdefault(section, {}) if section else data
+        if not isinstance(target, dict):
+            continue  # the schema reports the malformed section below
+        target[key] = environ[var]
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key")
+        else:
+            lines.append(f"{loc}: {e['msg']}")
+    return f"invalid config {origin}:\n  " + "\n  ".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read a TOML file (or nothing: all defaults), apply EDGE_* overrides, validate.
+
+    Raises ConfigError naming each bad key and why.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    data: dict[str, Any] = {}
+    origin = "(defaults)"
+    if path is not None:
+        origin = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    _apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from exc

@@ -1,0 +1,289 @@
+"""The gRPC front door: servicer, error mapping, health, reflection, lifecycle.
+
+Build with `Daemon(settings)` (verifies model files, binds nothing), then
+`await daemon.start()` and `await daemon.wait_for_shutdown()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edge import __version__
+from edge.config import Settings
+from edge.engine import Engine, Result
+from edge.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    EdgeError,
+    InvalidArgument,
+    ModelError,
+    Overloaded,
+    Unavailable,
+    UnknownModel,
+)
+from edge.v1 import router_pb2 as pb
+from edge.v1 import router_pb2_grpc as pb_grpc
+from edge.validation import validate
+
+__all__ = ["Daemon", "status_code_for"]
+
+log = logging.getLogger("edge.server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EdgeRouter"].full_name
+
+# One place maps edge's errors to gRPC status codes; order matters (subclasses first).
+_STATUS: tuple[tuple[type[EdgeError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownModel, grpc.StatusCode.NOT_FOUND),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ModelError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def status_code_for(exc: EdgeError) -> grpc.StatusCode:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+T = TypeVar("T")
+
+
+def _to_proto(result: Result) -> pb.GenerateResponse:
+    t = result.timings
+    return pb.GenerateResponse(
+        request_id=result.request_id,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        usage=pb.Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
+        served_by=pb.ServedBy(tier=result.tier, backend=result.backend, model=result.model),
+        timings=pb.Timings(queue_wait_ms=t.queue_wait_ms, time_to_first_token_ms=t.time_to_first_token_ms,
+                           total_ms=t.total_ms, tokens_per_second=t.tokens_per_second),
+        trace=[pb.Reason(code=r.code, detail=r.detail) for r in result.trace],
+        degraded=result.degraded,
+    )
+
+
+class _Servicer(pb_grpc.EdgeRouterServicer):
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._engine = daemon.engine
+
+    async def _fail(self, context: grpc.aio.ServicerContext, request_id: str, exc: BaseException) -> None:
+        if isinstance(exc, EdgeError):
+            code, message = status_code_for(exc), str(exc)
+        else:
+            # A bug, not the client's fault: log it whole, tell the client little.
+            log.exception("internal error", extra={"request_id": request_id})
+            code, message = grpc.StatusCode.INTERNAL, f"internal error (request_id {request_id})"
+        log.info("request failed", extra={"request_id": request_id, "status": code.name, "error": message})
+        await context.abort(code, message)
+
+    def _admit(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> tuple[str, Any]:
+        request_id = request.request_id or uuid.uuid4().hex
+        if self._daemon.state != "serving":
+            raise Unavailable(f"edge is {self._daemon.state}; retry shortly")
+        valid = validate(request, self._engine.settings.limits, request_id=request_id,
+                         time_remaining=context.time_remaining())
+        return request_id, valid
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        request_id = request.request_id or ""
+        try:
+            request_id, valid = self._admit(request, context)
+            async for event in self._engine.generate(valid):
+                if isinstance(event, Result):
+                    self._daemon.log_result(event)
+                    return _to_proto(event)
+            raise EdgeError("generation ended without a result")
+        except asyncio.CancelledError:
+            log.info("request cancelled", extra={"request_id": request_id})
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the daemon
+            await self._fail(context, request_id, exc)
+            raise AssertionError("unreachable: abort raises") from exc
+
+    async def GenerateStream(self, request: pb.GenerateRequest,
+                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:
+        request_id = request.request_id or ""
+        try:
+            request_id, valid = self._admit(request, context)
+            async for event in self._engine.generate(valid):
+                if isinstance(event, Result):
+                    self._daemon.log_result(event)
+                    yield pb.GenerateStreamResponse(final=_to_proto(event))
+                else:
+                    yield pb.GenerateStreamResponse(delta=event)
+        except asyncio.CancelledError:
+            log.info("request cancelled", extra={"request_id": request_id})
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._fail(context, request_id, exc)
+
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        models = [
+            pb.ModelInfo(name=d.name, tier=pb.TIER_LOCAL, backend=d.backend, path=d.path, size_bytes=d.size_bytes,
+                         sha256=d.sha256, context_length=d.context_length,
+                         is_default=d.name == self._engine.default_model, state=state)
+            for d, state in self._engine.describe()
+        ]
+        return pb.ListModelsResponse(models=models)
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        rss = self._daemon.resident_bytes()
+        models = []
+        for name, b in self._engine.backends.items():
+            s = b.stats
+            models.append(pb.ModelStatus(
+                name=name, state=b.state, queue_depth=b.queue.waiting, queue_capacity=b.queue.max_waiting,
+                active=b.queue.active, requests_total=s.requests_total, rejected_total=s.rejected_total,
+                cancelled_total=s.cancelled_total, tokens_generated_total=s.tokens_generated_total,
+                last_completion_tokens=s.last_completion_tokens, n_threads=b.describe().n_threads,
+                resident_bytes=rss))
+        return pb.GetStatusResponse(version=__version__, state=self._daemon.state,
+                                    uptime_s=time.monotonic() - self._daemon.started_at, models=models,
+                                    default_model=self._engine.default_model)
+
+
+class Daemon:
+    """The daemon's lifecycle: bind, load, serve, drain."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine(settings)  # verifies model files: raises before anything listens
+        self.state = "starting"
+        self.started_at = time.monotonic()
+        self.addresses: dict[str, str] = {}
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stop = asyncio.Event()
+        self._load_task: asyncio.Task[None] | None = None
+        self.load_error: BaseException | None = None
+
+    def resident_bytes(self) -> int:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+    def log_result(self, r: Result) -> None:
+        log.info("request served", extra={
+            "request_id": r.request_id, "tier": pb.Tier.Name(r.tier), "model": r.model,
+            "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens, "total_ms": round(r.timings.total_ms, 1),
+            "reasons": [x.code for x in r.trace]})
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+    async def start(self) -> dict[str, str]:
+        """Bind the listeners and begin loading models; returns the bound addresses."""
+        cfg = self.settings.server
+        server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ])
+        pb_grpc.add_EdgeRouterServicer_to_server(_Servicer(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        if cfg.listen:
+            try:
+                port = server.add_insecure_port(cfg.listen)
+            except RuntimeError as exc:
+                raise ConfigError(f"server.listen: cannot bind {cfg.listen}: {exc}") from exc
+            host = cfg.listen.rpartition(":")[0]
+            self.addresses["tcp"] = f"{host}:{port}"
+        if cfg.unix_socket:
+            path = Path(cfg.unix_socket)
+            if path.exists() and path.is_socket():
+                path.unlink()  # a stale socket from a previous run
+            try:
+                server.add_insecure_port(f"unix:{path}")
+            except RuntimeError as exc:
+                raise ConfigError(f"server.unix_socket: cannot bind {path}: {exc}") from exc
+            self.addresses["unix"] = f"unix:{path}"
+        if not self.addresses:
+            raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        if cfg.unix_socket:
+            os.chmod(cfg.unix_socket, 0o600)  # on-device apps of the same user only
+        self._server = server
+        log.info("listening", extra={"addresses": self.addresses})
+        self._load_task = asyncio.create_task(self._load())
+        return self.addresses
+
+    async def _load(self) -> None:
+        try:
+            await self.engine.start()
+        except Exception as exc:  # noqa: BLE001 - reported, then the daemon exits non-zero
+            self.load_error = exc
+            log.error("model failed to load; shutting down", extra={"error": str(exc)})
+            self._stop.set()
+            return
+        self.state = "serving"
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"default_model": self.engine.default_model})
+
+    def request_shutdown(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown)
+
+    async def wait_for_shutdown(self) -> None:
+        """Serve until asked to stop, then drain: refuse new work, let in-flight finish within the grace."""
+        await self._stop.wait()
+        self.state = "draining"
+        grace = self.settings.server.shutdown_grace_s
+        log.info("draining", extra={"grace_s": grace})
+        await self._health.enter_graceful_shutdown()
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.engine.close()
+        if self.settings.server.unix_socket:
+            Path(self.settings.server.unix_socket).unlink(missing_ok=True)
+        log.info("stopped")
+
+
+async def run_daemon(settings: Settings, *, on_listening: Callable[[dict[str, str]], Awaitable[None] | None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    addresses = await daemon.start()
+    if on_listening is not None:
+        maybe = on_listening(addresses)
+        if asyncio.iscoroutine(maybe):
+            await maybe
+    await daemon.wait_for_shutdown()
+    if daemon.load_error is not None:
+        log.error("exiting: %s", daemon.load_error)
+        return 1
+    return 0
+
+
+def write_address_file(path: str, addresses: dict[str, str]) -> None:
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **addresses}), encoding="utf-8")
+    os.replace(tmp, path)

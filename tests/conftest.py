@@ -1,0 +1,165 @@
+"""Shared fixtures: real daemons in subprocesses on ephemeral ports, real models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from edge.catalog import default_models_dir, load_manifest
+from edge.client import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a paid provider by accident."""
+    for key in PROVIDER_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+def health_status(target: str, service: str = "", timeout: float = 5.0) -> int:
+    with grpc.insecure_channel(target) as ch:
+        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
+
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class DaemonProcess:
+    """`edge serve` in a subprocess; `target` is its bound TCP address."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], addresses: dict[str, str], log_path: Path) -> None:
+        self.proc = proc
+        self.addresses = addresses
+        self.target = addresses.get("tcp", "")
+        self.log_path = log_path
+
+    def client(self) -> Client:
+        return Client(self.target)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_serving(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if health_status(self.target, timeout=1.0) == SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"daemon not SERVING after {timeout}s:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def start_daemon(tmp_path: Path, config: str, *, name: str = "daemon", wait_serving: bool = True,
+                 env: dict[str, str] | None = None) -> DaemonProcess:
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(config, encoding="utf-8")
+    addr = tmp_path / f"{name}.addr.json"
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "serve", "--config", str(cfg), "--address-file", str(addr)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not addr.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}:\n{log_path.read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"daemon did not listen:\n{log_path.read_text()}")
+        time.sleep(0.02)
+    daemon = DaemonProcess(proc, json.loads(addr.read_text()), log_path)
+    if wait_serving:
+        daemon.wait_serving()
+    return daemon
+
+
+def fake_config(*, reply: str = "", token_delay_ms: float = 0, load_delay_ms: float = 0, queue_size: int = 8,
+                n_ctx: int = 2048, grace_s: float = 10, extra: str = "", server_extra: str = "") -> str:
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_s = {grace_s}
+{server_extra}
+
+[local]
+default_model = "fake"
+queue_size = {queue_size}
+n_ctx = {n_ctx}
+
+[[local.models]]
+name = "fake"
+backend = "fake"
+fake_reply = {json.dumps(reply)}
+fake_token_delay_ms = {token_delay_ms}
+fake_load_delay_ms = {load_delay_ms}
+{extra}
+"""
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator:
+    started: list[DaemonProcess] = []
+
+    def make(config: str, **kw: object) -> DaemonProcess:
+        d = start_daemon(tmp_path, config, name=f"d{len(started)}", **kw)  # type: ignore[arg-type]
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    """The real default GGUF, installed by `scripts/setup.sh` (`edge models pull`)."""
+    spec = load_manifest().get(load_manifest().default)
+    path = default_models_dir() / spec.file
+    if not path.is_file():
+        pytest.fail(f"default model missing at {path}: run `edge models pull` (scripts/setup.sh does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_daemon(tmp_path_factory: pytest.TempPathFactory, default_model_path: Path) -> Iterator[DaemonProcess]:
+    """One real daemon with the real SmolLM2 model for the whole session."""
+    tmp = tmp_path_factory.mktemp("model-daemon")
+    config = """
+[server]
+listen = "127.0.0.1:0"
+[local]
+queue_size = 2
+n_ctx = 2048
+"""
+    d = start_daemon(tmp, config, name="model")
+    yield d
+    d.stop()
