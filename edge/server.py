@@ -268,7 +268,7 @@ class Daemon:
 
 
 async def run_daemon(settings: Settings, *, on_listening: Callable[[dict[str, str]], Awaitable[None] | None] | None = None) -> int:
-    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    """Run until SIGTERM/SIGINT. Returns the exit code; raises EdgeError when a model failed to load."""
     daemon = Daemon(settings)
     daemon.install_signal_handlers()
     addresses = await daemon.start()
@@ -278,8 +278,7 @@ async def run_daemon(settings: Settings, *, on_listening: Callable[[dict[str, st
             await maybe
     await daemon.wait_for_shutdown()
     if daemon.load_error is not None:
-        log.error("exiting: %s", daemon.load_error)
-        return 1
+        raise daemon.load_error  # the CLI reports it and exits non-zero
     return 0
 
 

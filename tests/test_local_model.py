@@ -1,0 +1,180 @@
+"""The real daemon with the real SmolLM2 GGUF, over real gRPC on an ephemeral port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+
+from edge.client import AsyncClient
+from edge.v1 import router_pb2 as pb
+
+from .conftest import SERVING, health_status, start_daemon
+from .test_server import wait_until
+
+STORY = "Write a very long story about a dragon."
+
+
+def test_unary_answer_from_the_local_model(model_daemon):
+    r = model_daemon.client().ask("What is the capital of France?", max_tokens=48, timeout=60)
+    assert r.text.strip()
+    assert r.served_by.tier == pb.TIER_LOCAL and r.served_by.model == "smollm2-135m-instruct-q4_1"
+    assert r.finish_reason in ("stop", "length")
+    assert 0 < r.usage.completion_tokens <= 48
+    # The chat template from the GGUF wraps the question: far more tokens than the 7 words.
+    assert r.usage.prompt_tokens > 20
+    assert r.timings.tokens_per_second > 5
+    assert r.timings.total_ms >= r.timings.time_to_first_token_ms > 0
+
+
+def test_stream_delivers_first_token_before_generation_ends(model_daemon):
+    t0 = time.monotonic()
+    first_at = None
+    deltas = []
+    final = None
+    for msg in model_daemon.client().stream(STORY, max_tokens=96, temperature=0, timeout=60):
+        if msg.WhichOneof("event") == "delta":
+            first_at = first_at or time.monotonic()
+            deltas.append(msg.delta)
+        else:
+            final = msg.final
+    ended = time.monotonic()
+    assert final is not None and final.finish_reason == "length" and final.usage.completion_tokens == 96
+    assert len(deltas) > 20 and "".join(deltas) == final.text
+    # The first words arrived well before the 96th token was generated.
+    assert first_at - t0 < (ended - t0) / 2, (first_at - t0, ended - t0)
+
+
+def test_same_seed_same_answer(model_daemon):
+    c = model_daemon.client()
+    a = c.ask("Name a colour.", seed=1234, temperature=1.0, max_tokens=24, timeout=60).text
+    b = c.ask("Name a colour.", seed=1234, temperature=1.0, max_tokens=24, timeout=60).text
+    assert a == b
+
+
+def test_stop_sequence_is_honoured_and_not_returned(model_daemon):
+    r = model_daemon.client().ask("List the numbers from 1 to 10, comma separated.", stop=["5"], temperature=0,
+                                  max_tokens=60, timeout=60)
+    assert r.finish_reason == "stop" and "5" not in r.text and "4" in r.text
+
+
+def test_cancelling_a_stream_stops_generation_and_frees_the_model(model_daemon):
+    c = model_daemon.client()
+    # Uncancelled, this prompt runs to max_tokens: cancelling is what stops it early.
+    baseline = c.ask(STORY, max_tokens=200, temperature=0, timeout=120)
+    assert baseline.finish_reason == "length"
+    before = c.status().models[0]
+    call = c.stream(STORY, max_tokens=1000, temperature=0, timeout=120)
+    for _ in range(3):
+        next(call)
+    call.cancel()
+    after = wait_until(lambda: (m := c.status().models[0]).cancelled_total == before.cancelled_total + 1
+                       and m.active == 0 and m, timeout=30)
+    assert after.last_completion_tokens < 50, after
+    assert after.tokens_generated_total - before.tokens_generated_total < 50
+    assert c.ask("Say hi.", max_tokens=8, timeout=60).usage.completion_tokens > 0
+
+
+def test_deadline_expiry_returns_deadline_exceeded_and_stops_generation(model_daemon):
+    c = model_daemon.client()
+    with pytest.raises(grpc.RpcError) as info:
+        c.ask(STORY, max_tokens=1000, temperature=0, timeout=0.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    m = wait_until(lambda: (m := c.status().models[0]).active == 0 and m, timeout=30)
+    assert m.last_completion_tokens < 300  # ~80 tok/s for 0.5 s, not 1000
+    assert c.ask("Say hi.", max_tokens=8, timeout=60).text
+
+
+def test_queue_full_rejects_while_others_complete(model_daemon):
+    c = model_daemon.client()  # queue_size = 2 in this daemon's config
+    running = c.stream(STORY, max_tokens=300, temperature=0, timeout=120)
+    next(running)
+    done: list[pb.GenerateResponse] = []
+    waiters = [threading.Thread(target=lambda: done.append(c.ask("Say hi.", max_tokens=10, timeout=120)))
+               for _ in range(2)]
+    for t in waiters:
+        t.start()
+    wait_until(lambda: c.status().models[0].queue_depth == 2, timeout=30)
+    with pytest.raises(grpc.RpcError) as info:
+        c.ask("One too many.", max_tokens=10, timeout=120)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full" in info.value.details()
+    assert list(running)[-1].final.usage.completion_tokens == 300
+    for t in waiters:
+        t.join(120)
+    assert len(done) == 2 and all(r.usage.completion_tokens > 0 for r in done)
+    assert all(r.timings.queue_wait_ms > 100 for r in done)  # they really waited their turn
+
+
+def test_prompt_longer_than_context_is_invalid_argument(model_daemon):
+    with pytest.raises(grpc.RpcError) as info:
+        model_daemon.client().ask("dragon " * 4000, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "messages" in info.value.details() and "context of 2048 tokens" in info.value.details()
+
+
+def test_health_and_status_while_generating(model_daemon):
+    c = model_daemon.client()
+    call = c.stream(STORY, max_tokens=150, temperature=0, timeout=120)
+    next(call)
+    # The event loop stays responsive while the model thread generates.
+    t0 = time.monotonic()
+    assert health_status(model_daemon.target) == SERVING
+    status = c.status()
+    assert time.monotonic() - t0 < 0.5
+    assert status.state == "serving" and status.models[0].active == 1
+    assert status.models[0].n_threads >= 1 and status.models[0].resident_bytes > 50_000_000
+    list(call)
+
+
+def test_async_client(model_daemon):
+    import asyncio
+
+    async def go() -> tuple[str, list[str]]:
+        async with AsyncClient(model_daemon.target) as c:
+            r = await c.ask("Say hello.", max_tokens=12, timeout=60)
+            parts = [m.delta async for m in c.stream("Say hello.", max_tokens=12, timeout=60)
+                     if m.WhichOneof("event") == "delta"]
+            return r.text, parts
+
+    text, parts = asyncio.run(go())
+    assert text and parts
+
+
+def test_cli_ask_and_status(model_daemon):
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge", *args, "--target", model_daemon.target],
+                              capture_output=True, text=True, timeout=120)
+
+    r = run("ask", "What is the capital of France?", "--max-tokens", "32")
+    assert r.returncode == 0 and r.stdout.strip()
+    r = run("ask", "What is the capital of France?", "--max-tokens", "32", "--json")
+    out = json.loads(r.stdout)
+    assert out["served_by"]["tier"] == "TIER_LOCAL" and out["trace"][0]["code"] == "LOCAL_ONLY_TIER"
+    assert out["timings"]["total_ms"] > 0 and out["usage"]["completion_tokens"] > 0
+    r = run("ask", "Tell me a story.", "--stream", "--max-tokens", "16")
+    assert r.returncode == 0 and r.stdout.strip()
+    r = run("ask", "hi", "--temperature", "3")
+    assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr and "params.temperature" in r.stderr
+    r = run("status")
+    assert r.returncode == 0 and "smollm2-135m-instruct-q4_1" in r.stdout and "health=SERVING" in r.stdout
+
+
+def test_graceful_shutdown_finishes_an_in_flight_generation(tmp_path, default_model_path):
+    d = start_daemon(tmp_path, '[server]\nlisten = "127.0.0.1:0"\nshutdown_grace_s = 60\n', name="graceful")
+    try:
+        call = d.client().stream(STORY, max_tokens=120, temperature=0, timeout=120)
+        next(call)
+        d.proc.send_signal(signal.SIGTERM)
+        final = list(call)[-1].final
+        assert final.finish_reason == "length" and final.usage.completion_tokens == 120
+        assert d.proc.wait(60) == 0
+    finally:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
