@@ -120,16 +120,14 @@ class Engine:
         first_at: float | None = None
         finish, prompt_tokens, completion_tokens, queue_wait_s = "", 0, 0, 0.0
         async for chunk in backend.generate(req.generation):
-            now = time.monotonic()
-            queue_wait_s = chunk.queue_wait_s
             if chunk.text:
                 if first_at is None:
-                    first_at = now
+                    first_at = time.monotonic()
                 parts.append(chunk.text)
                 yield chunk.text
-            prompt_tokens, completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
             if chunk.finish_reason:
-                finish = chunk.finish_reason
+                finish, queue_wait_s = chunk.finish_reason, chunk.queue_wait_s
+                prompt_tokens, completion_tokens = chunk.prompt_tokens, chunk.completion_tokens
         ended = time.monotonic()
         first_at = first_at or ended
         decode_s = ended - first_at

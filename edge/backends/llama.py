@@ -28,6 +28,17 @@ DEFAULT_MIN_P = 0.05
 DEFAULT_REPEAT_PENALTY = 1.0
 
 
+def _partial_stop_len(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that is a proper prefix of a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
+
+
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
     """Index of the earliest stop sequence in text[start:], or None."""
     hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
@@ -131,8 +142,6 @@ class LlamaBackend(ThreadedBackend):
         params = request.params
         n_prompt = len(prepared.tokens)
         max_tokens = min(params.max_tokens, self.n_ctx - n_prompt)
-        # Text that could still become the start of a stop sequence is held back.
-        hold = max((len(s) for s in prepared.stop), default=1) - 1
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, sent, n_out, finish, cut = "", 0, 0, "length", None
 
@@ -152,13 +161,14 @@ class LlamaBackend(ThreadedBackend):
                     break
                 n_out += 1
                 text += decoder.decode(llama.detokenize([token]))
-                cut = _find_stop(text, prepared.stop, max(0, sent - hold))
+                cut = _find_stop(text, prepared.stop, sent)
                 if cut is not None:
                     text, finish = text[:cut], "stop"
                     break
                 if n_out >= max_tokens:
                     break
-                safe = len(text) - hold
+                # Hold back only a tail that could still grow into a stop sequence.
+                safe = len(text) - _partial_stop_len(text, prepared.stop)
                 if safe > sent:
                     yield Chunk(text=text[sent:safe], prompt_tokens=n_prompt, completion_tokens=n_out)
                     sent = safe

@@ -1,0 +1,189 @@
+"""What does the daemon cost over calling llama-cpp-python directly?
+
+Streams the same prompt, max_tokens, threads and model (a) through `edge serve`
+over gRPC and (b) with llama-cpp-python in this process, interleaved in one run
+(the order alternates each repeat so drift on a shared machine hits both), and
+prints one JSON object:
+
+  direct_tokens_per_s, daemon_tokens_per_s   median decode rate seen by the client
+                                             ((tokens - 1) / (last token - first token))
+  ratio                                      daemon / direct (target >= 0.97)
+  ttft_overhead_ms_p50                       median of paired (daemon TTFT - direct TTFT) (target <= 2)
+
+Each repeat uses a prompt neither side has seen, so both evaluate it in full, and
+each run starts after a short pause so the other side's llama.cpp threads have
+stopped spinning.
+
+    .venv/bin/python benchmarks/local_overhead.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.backends.llama import default_threads  # noqa: E402
+from edge.catalog import default_models_dir, load_manifest  # noqa: E402
+from edge.client import Client  # noqa: E402
+
+SETTLE_S = 0.2
+PROMPT = "Write a very long story about a dragon named {name}."
+NAMES = ["Ash", "Brim", "Cinder", "Dusk", "Ember", "Flint", "Gale", "Hex", "Ivy", "Jet", "Kiln", "Lux", "Moss",
+         "Nox", "Onyx", "Pyre", "Quill", "Rune", "Soot", "Thorn", "Umber", "Vale", "Wisp", "Xyl", "Yew", "Zephyr"]
+
+
+def start_daemon(model: Path, threads: int, n_ctx: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    cfg = workdir / "bench.toml"
+    cfg.write_text(f"""
+log_level = "warning"
+[server]
+listen = "127.0.0.1:0"
+[local]
+default_model = "bench"
+n_threads = {threads}
+n_ctx = {n_ctx}
+[[local.models]]
+name = "bench"
+path = "{model}"
+""")
+    addr = workdir / "addr.json"
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--config", str(cfg), "--address-file", str(addr)],
+                            cwd=ROOT, stderr=open(workdir / "daemon.log", "wb"))
+    deadline = time.monotonic() + 120
+    while not addr.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"daemon failed to start: {(workdir / 'daemon.log').read_text()}")
+        time.sleep(0.05)
+    target = json.loads(addr.read_text())["tcp"]
+    client = Client(target)
+    while True:
+        try:
+            if client.status(timeout=2).state == "serving":
+                break
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        time.sleep(0.05)
+    client.close()
+    return proc, target
+
+
+def run_daemon(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    first = last = None
+    final = None
+    for msg in client.stream(prompt, max_tokens=max_tokens, temperature=0, timeout=600):
+        now = time.perf_counter()
+        if msg.WhichOneof("event") == "delta":
+            first = first or now
+            last = now
+        else:
+            final = msg.final
+    assert final is not None and first is not None and last is not None
+    n = final.usage.completion_tokens
+    return {"ttft_ms": (first - t0) * 1000, "tokens": n, "decode_tps": (n - 1) / (last - first),
+            "text": final.text, "total_s": time.perf_counter() - t0}
+
+
+def run_direct(llm, prompt: str, max_tokens: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    first = last = None
+    parts = []
+    for chunk in llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                            temperature=0, stream=True):
+        now = time.perf_counter()
+        content = chunk["choices"][0]["delta"].get("content")
+        if content:
+            first = first or now
+            last = now
+            parts.append(content)
+    assert first is not None and last is not None
+    return {"ttft_ms": (first - t0) * 1000, "first": first, "last": last, "text": "".join(parts),
+            "total_s": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter runs (under 2 minutes here)")
+    ap.add_argument("--model", help="GGUF path (default: the installed default model)")
+    ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads for both (default: physical cores)")
+    ap.add_argument("--max-tokens", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=0)
+    args = ap.parse_args()
+    max_tokens = args.max_tokens or (128 if args.quick else 256)
+    repeats = args.repeats or (12 if args.quick else 24)
+    threads = args.threads or default_threads()
+    n_ctx = 2048
+    if args.model:
+        model = Path(args.model)
+    else:
+        manifest = load_manifest()
+        model = default_models_dir() / manifest.get(manifest.default).file
+
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, target = start_daemon(model, threads, n_ctx, Path(tmp))
+        client = Client(target)
+        try:
+            # Warm both paths once (page cache, first-call allocations).
+            run_daemon(client, PROMPT.format(name="Warm"), 16)
+            run_direct(llm, PROMPT.format(name="Warm"), 16)
+            direct, daemon = [], []
+            for i in range(repeats):
+                prompt = PROMPT.format(name=NAMES[i % len(NAMES)] + str(i))
+                order = ("direct", "daemon") if i % 2 == 0 else ("daemon", "direct")
+                for side in order:
+                    # Let the other side's llama.cpp threads stop spinning before timing this one.
+                    time.sleep(SETTLE_S)
+                    if side == "direct":
+                        direct.append(run_direct(llm, prompt, max_tokens))
+                    else:
+                        daemon.append(run_daemon(client, prompt, max_tokens))
+            # Greedy decoding of the same prompt tokens: both sides produce the same
+            # text (checked below), so the daemon's exact token count applies to both.
+            for d, m in zip(direct, daemon):
+                d["tokens"] = m["tokens"]
+                d["decode_tps"] = (m["tokens"] - 1) / (d["last"] - d["first"])
+        finally:
+            client.close()
+            proc.terminate()
+            proc.wait(30)
+
+    direct_tps = statistics.median(d["decode_tps"] for d in direct)
+    daemon_tps = statistics.median(m["decode_tps"] for m in daemon)
+    ttft_overheads = [m["ttft_ms"] - d["ttft_ms"] for d, m in zip(direct, daemon)]
+    print(json.dumps({
+        "benchmark": "local_overhead",
+        "model": model.name,
+        "threads": threads,
+        "max_tokens": max_tokens,
+        "repeats": repeats,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "direct_tokens_per_s": round(direct_tps, 2),
+        "daemon_tokens_per_s": round(daemon_tps, 2),
+        "ratio": round(daemon_tps / direct_tps, 4),
+        # Median of per-pair ratios: robust to drift across the run.
+        "ratio_paired_p50": round(statistics.median(m["decode_tps"] / d["decode_tps"] for d, m in zip(direct, daemon)), 4),
+        "direct_ttft_ms_p50": round(statistics.median(d["ttft_ms"] for d in direct), 2),
+        "daemon_ttft_ms_p50": round(statistics.median(m["ttft_ms"] for m in daemon), 2),
+        "ttft_overhead_ms_p50": round(statistics.median(ttft_overheads), 2),
+        "ttft_overhead_ms_all": [round(x, 2) for x in ttft_overheads],
+        "tokens_per_run": [m["tokens"] for m in daemon],
+        "outputs_identical": all(d["text"] == m["text"] for d, m in zip(direct, daemon)),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
