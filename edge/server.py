@@ -214,17 +214,20 @@ class Daemon:
             path = Path(cfg.unix_socket)
             if path.exists() and path.is_socket():
                 path.unlink()  # a stale socket from a previous run
+            # For on-device apps of the same user only: the socket is created 0600
+            # (by umask at bind), never chmod-ed after a window in which others could connect.
+            old_umask = os.umask(0o177)
             try:
                 server.add_insecure_port(f"unix:{path}")
             except RuntimeError as exc:
                 raise ConfigError(f"server.unix_socket: cannot bind {path}: {exc}") from exc
+            finally:
+                os.umask(old_umask)
             self.addresses["unix"] = f"unix:{path}"
         if not self.addresses:
             raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
-        if cfg.unix_socket:
-            os.chmod(cfg.unix_socket, 0o600)  # on-device apps of the same user only
         self._server = server
         log.info("listening", extra={"addresses": self.addresses})
         self._load_task = asyncio.create_task(self._load())
