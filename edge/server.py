@@ -103,38 +103,37 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
                          time_remaining=context.time_remaining())
         return request_id, valid
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+    async def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[str | Result]:
+        """The request path shared by both RPCs: text deltas, then one Result; errors become statuses."""
         request_id = request.request_id or ""
         try:
             request_id, valid = self._admit(request, context)
             async for event in self._engine.generate(valid):
                 if isinstance(event, Result):
                     self._daemon.log_result(event)
-                    return _to_proto(event)
-            raise EdgeError("generation ended without a result")
+                yield event
         except asyncio.CancelledError:
             log.info("request cancelled", extra={"request_id": request_id})
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the daemon
             await self._fail(context, request_id, exc)
-            raise AssertionError("unreachable: abort raises") from exc
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
+        result = None
+        async for event in self._events(request, context):
+            if isinstance(event, Result):
+                result = event
+        if result is None:
+            await context.abort(grpc.StatusCode.INTERNAL, "generation ended without a result")
+        return _to_proto(result)
 
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:
-        request_id = request.request_id or ""
-        try:
-            request_id, valid = self._admit(request, context)
-            async for event in self._engine.generate(valid):
-                if isinstance(event, Result):
-                    self._daemon.log_result(event)
-                    yield pb.GenerateStreamResponse(final=_to_proto(event))
-                else:
-                    yield pb.GenerateStreamResponse(delta=event)
-        except asyncio.CancelledError:
-            log.info("request cancelled", extra={"request_id": request_id})
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await self._fail(context, request_id, exc)
+        async for event in self._events(request, context):
+            if isinstance(event, Result):
+                yield pb.GenerateStreamResponse(final=_to_proto(event))
+            else:
+                yield pb.GenerateStreamResponse(delta=event)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         models = [
