@@ -278,3 +278,18 @@ def test_concurrent_clients_one_bad_request_hurts_no_one(daemon_factory):
         t.join(60)
     assert answers == ["good answer"] * 4
     assert errors == ["INVALID_ARGUMENT"] * 4
+
+
+def test_slow_reader_gets_merged_deltas_and_loses_nothing(daemon_factory):
+    reply = " ".join(f"t{i}" for i in range(1500))
+    d = daemon_factory(fake_config(reply=reply))
+    deltas, final = [], None
+    for msg in d.client().stream("x", max_tokens=1500, timeout=60):
+        if msg.WhichOneof("event") == "delta":
+            deltas.append(msg.delta)
+            time.sleep(0.002)  # a reader slower than the generator
+        else:
+            final = msg.final
+    assert "".join(deltas) == reply == final.text
+    assert final.usage.completion_tokens == 1500
+    assert len(deltas) < 1500  # text that piled up went out in fewer messages

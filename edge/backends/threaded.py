@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import threading
+from collections import deque
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -118,15 +119,20 @@ class ThreadedBackend(Backend):
             raise
         queue_wait_s = time.monotonic() - queued_at
         loop = asyncio.get_running_loop()
-        out: asyncio.Queue[Any] = asyncio.Queue()
+        out: deque[Any] = deque()
+        arrived = asyncio.Event()
         stop = threading.Event()
+
+        def push(item: Any) -> None:  # on the loop
+            out.append(item)
+            arrived.set()
 
         def should_stop() -> bool:
             return stop.is_set() or self._closing.is_set() or (request.deadline is not None and time.monotonic() > request.deadline)
 
         def hand_over(item: Any) -> None:
             try:
-                loop.call_soon_threadsafe(out.put_nowait, item)
+                loop.call_soon_threadsafe(push, item)
             except RuntimeError:
                 stop.set()  # the loop is gone (shutdown): nobody is listening
 
@@ -155,7 +161,18 @@ class ThreadedBackend(Backend):
         finished = False
         try:
             while True:
-                item = await out.get()
+                while not out:
+                    arrived.clear()
+                    await arrived.wait()
+                item = out.popleft()
+                # Text that piled up while the client's last write was in flight goes
+                # out as one message: fewer writes when the reader is slow, no added
+                # latency when it keeps up.
+                while (isinstance(item, Chunk) and item.finish_reason is None and out
+                       and isinstance(out[0], Chunk) and out[0].finish_reason is None):
+                    nxt = out.popleft()
+                    item = Chunk(text=item.text + nxt.text, prompt_tokens=nxt.prompt_tokens,
+                                 completion_tokens=nxt.completion_tokens)
                 if item is _END:
                     break
                 if isinstance(item, _Failure):
