@@ -38,7 +38,6 @@ from edge.backends.llama import default_threads  # noqa: E402
 from edge.catalog import default_models_dir, load_manifest  # noqa: E402
 from edge.client import Client  # noqa: E402
 
-SETTLE_S = 0.2
 PROMPT = "Write a very long story about a dragon named {name}."
 NAMES = ["Ash", "Brim", "Cinder", "Dusk", "Ember", "Flint", "Gale", "Hex", "Ivy", "Jet", "Kiln", "Lux", "Moss",
          "Nox", "Onyx", "Pyre", "Quill", "Rune", "Soot", "Thorn", "Umber", "Vale", "Wisp", "Xyl", "Yew", "Zephyr"]
@@ -120,10 +119,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads for both (default: physical cores)")
     ap.add_argument("--max-tokens", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--settle-ms", type=float, default=200.0,
+                    help="idle pause before each timed run (0 = back to back, threads still warm)")
     args = ap.parse_args()
     max_tokens = args.max_tokens or (128 if args.quick else 256)
     repeats = args.repeats or (16 if args.quick else 24)
     ttft_repeats = 30 if args.quick else 60
+    settle_s = args.settle_ms / 1000
     threads = args.threads or default_threads()
     n_ctx = 2048
     if args.model:
@@ -148,7 +150,7 @@ def main() -> None:
                 order = ("direct", "daemon") if i % 2 == 0 else ("daemon", "direct")
                 for side in order:
                     # Let the other side's llama.cpp threads stop spinning before timing this one.
-                    time.sleep(SETTLE_S)
+                    time.sleep(settle_s)
                     if side == "direct":
                         direct.append(run_direct(llm, prompt, max_tokens))
                     else:
@@ -160,7 +162,7 @@ def main() -> None:
                 prompt = PROMPT.format(name=f"T{i}")
                 pair = {}
                 for side in (("direct", "daemon") if i % 2 == 0 else ("daemon", "direct")):
-                    time.sleep(SETTLE_S)
+                    time.sleep(settle_s)
                     if side == "direct":
                         pair[side] = run_direct(llm, prompt, 2)["ttft_ms"]
                     else:
@@ -184,6 +186,7 @@ def main() -> None:
         "model": model.name,
         "threads": threads,
         "max_tokens": max_tokens,
+        "settle_ms": args.settle_ms,
         "repeats": repeats,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "direct_tokens_per_s": round(direct_tps, 2),
