@@ -178,3 +178,22 @@ def test_graceful_shutdown_finishes_an_in_flight_generation(tmp_path, default_mo
     finally:
         if d.proc.poll() is None:
             d.stop(signal.SIGKILL)
+
+
+def test_any_gguf_by_path_under_its_own_name(tmp_path, default_model_path):
+    d = start_daemon(tmp_path, f"""
+[server]
+listen = "127.0.0.1:0"
+[local]
+default_model = "mine"
+[[local.models]]
+name = "mine"
+path = "{default_model_path}"
+""", name="bypath")
+    try:
+        r = d.client().ask("Say hi.", max_tokens=8, timeout=60)
+        assert r.served_by.model == "mine" and r.usage.completion_tokens > 0
+        [m] = d.client().list_models().models
+        assert (m.name, m.path, m.backend, m.is_default) == ("mine", str(default_model_path), "llama", True)
+    finally:
+        assert d.stop() == 0

@@ -293,3 +293,10 @@ def test_slow_reader_gets_merged_deltas_and_loses_nothing(daemon_factory):
     assert "".join(deltas) == reply == final.text
     assert final.usage.completion_tokens == 1500
     assert len(deltas) < 1500  # text that piled up went out in fewer messages
+
+
+def test_local_only_preference_is_recorded_in_the_trace(daemon_factory):
+    d = daemon_factory(fake_config(reply="ok"))
+    r = d.client().ask("x", preference="local_only")
+    assert [x.code for x in r.trace] == ["PREF_LOCAL_ONLY", "LOCAL_ONLY_TIER"]
+    assert r.served_by.tier == pb.TIER_LOCAL
