@@ -20,6 +20,9 @@ __all__ = [
     "DeadlineExceeded",
     "Unavailable",
     "BackendError",
+    "RetryableBackendError",
+    "BackendRejectedRequest",
+    "BackendMisconfigured",
 ]
 
 
@@ -73,3 +76,33 @@ class Unavailable(EdgeError):
 
 class BackendError(EdgeError):
     """A backend failed while generating."""
+
+
+class RetryableBackendError(BackendError):
+    """A remote backend failed in a way worth retrying or failing over: connection
+    refused/reset, a timeout, 429, 500/502/503/504, a provider "overloaded", a
+    malformed or cut-off response. `retry_after` is the provider's Retry-After in
+    seconds, when it sent one; `status` the HTTP status, when there was one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class BackendRejectedRequest(BackendError):
+    """The provider said the request itself is bad (HTTP 400): the client's fault,
+    returned as INVALID_ARGUMENT with the provider's reason; no failover."""
+
+    def __init__(self, message: str, *, status: int | None = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BackendMisconfigured(BackendError):
+    """The backend's configuration is wrong (HTTP 401/403/404: bad key, no access,
+    unknown model or URL). The backend is taken out of rotation until restart."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-__all__ = ["Backend", "Chunk", "GenerationRequest", "Message", "SamplingParams", "ModelDescription"]
+__all__ = ["Backend", "Chunk", "GenerationRequest", "Message", "SamplingParams", "ModelDescription", "Timeouts"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class GenerationRequest:
     request_id: str = ""
     # Absolute time.monotonic() by which the answer must be complete; None = no deadline.
     deadline: float | None = None
+    # Whether the caller streams. Remote backends use the provider's streaming API
+    # (server-sent events) when True and its unary API when False.
+    stream: bool = True
+    # Continue this partial assistant answer instead of starting a new one (after
+    # a mid-stream failover): the text already sent to the client.
+    assistant_prefix: str = ""
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -50,6 +56,17 @@ class Chunk:
     completion_tokens: int = 0
     # Seconds the request waited for the generation slot (set by the backend).
     queue_wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-backend time limits in seconds. The effective overall bound of one
+    attempt is min(total_s, the caller's remaining deadline)."""
+
+    connect_s: float = 3.0
+    first_byte_s: float = 15.0  # request sent -> response headers / first stream event
+    idle_s: float = 10.0        # longest gap between two stream events
+    total_s: float = 120.0
 
 
 @dataclass
