@@ -235,9 +235,14 @@ def cmd_config_schema(_args: argparse.Namespace) -> int:
                 nested.append((name, ann))
                 continue
             default = field.get_default(call_default_factory=True)
-            value = json.dumps(default) if not isinstance(default, list) else "[]"
+            args = getattr(ann, "__args__", ())
+            if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+                # An array of tables ([[local.models]], [[onprem]], [[cloud]]): see README.
+                print(f"# {field.description}")
+                print(f"# [[{section + '.' if section else ''}{name}]] ... (array of tables; none by default)")
+                continue
             print(f"# {field.description}")
-            print(f"{name} = {value}")
+            print(f"{name} = {json.dumps(default)}")
         for name, sub in nested:
             walk(sub, f"{section}.{name}" if section else name)
 

@@ -11,11 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
 
-__all__ = ["Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "load_settings"]
+__all__ = [
+    "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
+    "RoutingSettings", "ResilienceSettings", "load_settings",
+]
 
 
 class _Section(BaseModel):
@@ -77,10 +80,63 @@ class LocalSettings(_Section):
     models: list[ModelEntry] = Field(default_factory=list, description="Models to load besides the default, or to configure it by path")
 
 
+RemoteKind = Literal["openai", "anthropic", "gemini"]
+
+
+class RemoteEntry(_Section):
+    name: str = Field(description="Backend name, shown in answers, traces and status")
+    kind: RemoteKind = Field("openai", description="Wire protocol: 'openai' (any OpenAI-compatible server), 'anthropic' or 'gemini'")
+    base_url: str = Field("", description="API base URL; empty = the provider's public default (on-prem servers must set it)")
+    model: str = Field(description="Model name the provider knows")
+    api_key_env: str = Field("", description="Environment variable holding the API key; empty = no key")
+    connect_timeout_s: float = Field(3.0, gt=0, le=600, description="Seconds to establish a connection")
+    first_byte_timeout_s: float = Field(15.0, gt=0, le=3600, description="Seconds from request sent to the first response byte")
+    idle_timeout_s: float = Field(10.0, gt=0, le=3600, description="Longest gap between two stream events")
+    total_timeout_s: float = Field(120.0, gt=0, le=86_400, description="Bound on one attempt; never more than the caller's remaining deadline")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return ModelEntry._name(v)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class RoutingSettings(_Section):
+    offline: bool = Field(False, description="Air-gapped mode: never contact a remote backend, never probe")
+    local_only: bool = Field(False, description="Every request stays on this device, whatever it asks for")
+    chain: list[Literal["onprem", "cloud", "local"]] = Field(
+        default_factory=lambda: ["onprem", "cloud", "local"],
+        description="Order in which tiers are tried for AUTO requests; local is always appended as the last resort")
+
+
+class ResilienceSettings(_Section):
+    max_retries: int = Field(1, ge=0, le=5, description="Retries on the same backend after a retryable failure")
+    backoff_base_s: float = Field(0.05, ge=0, le=60, description="First retry waits up to this (full jitter), doubling per retry")
+    backoff_max_s: float = Field(2.0, ge=0, le=600, description="Cap on one backoff wait")
+    breaker_failures: int = Field(3, ge=1, le=1000, description="Consecutive failures that open a backend's breaker")
+    breaker_window_s: float = Field(60.0, gt=0, le=86_400, description="Sliding window for the failure rate")
+    breaker_min_requests: int = Field(10, ge=1, le=100_000, description="Requests in the window before the rate can open the breaker")
+    breaker_failure_rate: float = Field(0.5, gt=0, le=1, description="Failure share in the window that opens the breaker")
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=86_400, description="How long an opened breaker stays open the first time")
+    breaker_cooldown_max_s: float = Field(120.0, gt=0, le=86_400, description="Cap on the cooldown, which doubles for repeat offenders")
+    probe_interval_s: float = Field(5.0, gt=0, le=86_400, description="While a backend is down, probe it this often")
+    fallback_reserve_s: float = Field(2.0, ge=0, le=3600, description="Deadline share kept back from remote attempts so the local model can still answer (at most half of what is left)")
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    onprem: list[RemoteEntry] = Field(default_factory=list, description="On-prem OpenAI-compatible servers, balanced by least outstanding requests")
+    cloud: list[RemoteEntry] = Field(default_factory=list, description="Cloud providers, tried in this order")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     @field_validator("local")
@@ -92,6 +148,24 @@ class Settings(_Section):
             raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
         return v
 
+    @field_validator("onprem")
+    @classmethod
+    def _onprem_urls(cls, v: list[RemoteEntry]) -> list[RemoteEntry]:
+        for e in v:
+            if e.kind != "openai":
+                raise ValueError(f"{e.name}: on-prem servers speak the OpenAI-compatible API (kind = 'openai')")
+            if not e.base_url:
+                raise ValueError(f"{e.name}: on-prem servers need a base_url")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_backend_names(self) -> Settings:
+        names = [e.name for e in (*self.onprem, *self.cloud)]
+        dupes = sorted({n for n in names if names.count(n) > 1} | ({n for n in names} & {"local"}))
+        if dupes:
+            raise ValueError(f"remote backend names must be unique and not 'local', repeated: {', '.join(dupes)}")
+        return self
+
 
 # Environment overrides for the most-used options: variable -> (section, key).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -102,6 +176,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "EDGE_THREADS": ("local", "n_threads"),
     "EDGE_QUEUE_SIZE": ("local", "queue_size"),
     "EDGE_LOG_LEVEL": ("", "log_level"),
+    "EDGE_OFFLINE": ("routing", "offline"),
 }
 
 

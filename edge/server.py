@@ -24,7 +24,9 @@ from grpc_reflection.v1alpha import reflection
 from edge import __version__
 from edge.config import Settings
 from edge.engine import Engine, Result
+from edge.failover import Notice
 from edge.errors import (
+    BackendError,
     ConfigError,
     DeadlineExceeded,
     EdgeError,
@@ -52,6 +54,7 @@ _STATUS: tuple[tuple[type[EdgeError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
     (ModelError, grpc.StatusCode.FAILED_PRECONDITION),
+    (BackendError, grpc.StatusCode.UNAVAILABLE),
 )
 
 
@@ -77,6 +80,8 @@ def _to_proto(result: Result) -> pb.GenerateResponse:
                            total_ms=t.total_ms, tokens_per_second=t.tokens_per_second),
         trace=[pb.Reason(code=r.code, detail=r.detail) for r in result.trace],
         degraded=result.degraded,
+        attempts=[pb.Attempt(backend=a.backend, tier=a.tier, outcome=a.outcome, latency_ms=a.latency_ms,
+                             detail=a.detail) for a in result.attempts],
     )
 
 
@@ -95,19 +100,21 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
         log.info("request failed", extra={"request_id": request_id, "status": code.name, "error": message})
         await context.abort(code, message)
 
-    def _admit(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> tuple[str, Any]:
+    def _admit(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
+               stream: bool) -> tuple[str, Any]:
         request_id = request.request_id or uuid.uuid4().hex
         if self._daemon.state != "serving":
             raise Unavailable(f"edge is {self._daemon.state}; retry shortly")
         valid = validate(request, self._engine.settings.limits, request_id=request_id,
-                         time_remaining=context.time_remaining())
+                         time_remaining=context.time_remaining(), stream=stream)
         return request_id, valid
 
-    async def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[str | Result]:
+    async def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
+                      stream: bool) -> AsyncIterator[str | Notice | Result]:
         """The request path shared by both RPCs: text deltas, then one Result; errors become statuses."""
         request_id = request.request_id or ""
         try:
-            request_id, valid = self._admit(request, context)
+            request_id, valid = self._admit(request, context, stream)
             async for event in self._engine.generate(valid):
                 if isinstance(event, Result):
                     self._daemon.log_result(event)
@@ -120,7 +127,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         result = None
-        async for event in self._events(request, context):
+        async for event in self._events(request, context, stream=False):
             if isinstance(event, Result):
                 result = event
         if result is None:
@@ -129,9 +136,11 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
 
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:
-        async for event in self._events(request, context):
+        async for event in self._events(request, context, stream=True):
             if isinstance(event, Result):
                 yield pb.GenerateStreamResponse(final=_to_proto(event))
+            elif isinstance(event, Notice):
+                yield pb.GenerateStreamResponse(notice=pb.Reason(code=event.reason.code, detail=event.reason.detail))
             else:
                 yield pb.GenerateStreamResponse(delta=event)
 
@@ -155,9 +164,19 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
                 cancelled_total=s.cancelled_total, tokens_generated_total=s.tokens_generated_total,
                 last_completion_tokens=s.last_completion_tokens, n_threads=b.describe().n_threads,
                 resident_bytes=rss))
+        backends = [
+            pb.BackendStatus(
+                name=name, tier=st.tier, kind=getattr(st.backend, "kind", ""), model=getattr(st.backend, "model", ""),
+                breaker=st.breaker.state, consecutive_failures=st.breaker.consecutive_failures,
+                breaker_opened_total=st.breaker.opened_total, retry_in_s=st.breaker.retry_in(),
+                outstanding=st.outstanding, requests_total=st.requests_total, failures_total=st.failures_total,
+                out_of_rotation=st.out_of_rotation)
+            for name, st in self._engine.remotes.items()
+        ]
         return pb.GetStatusResponse(version=__version__, state=self._daemon.state,
                                     uptime_s=time.monotonic() - self._daemon.started_at, models=models,
-                                    default_model=self._engine.default_model)
+                                    default_model=self._engine.default_model, backends=backends,
+                                    network=self._engine.network())
 
 
 class Daemon:
@@ -185,7 +204,8 @@ class Daemon:
             "request_id": r.request_id, "tier": pb.Tier.Name(r.tier), "model": r.model,
             "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens, "total_ms": round(r.timings.total_ms, 1),
-            "reasons": [x.code for x in r.trace]})
+            "backend": r.backend, "degraded": r.degraded, "reasons": [x.code for x in r.trace],
+            "attempts": [f"{a.backend}:{a.outcome}" for a in r.attempts]})
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME):

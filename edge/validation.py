@@ -79,7 +79,7 @@ def _check_params(p: pb.GenerationParams, limits: LimitsSettings) -> SamplingPar
 
 
 def validate(request: pb.GenerateRequest, limits: LimitsSettings, *, request_id: str,
-             time_remaining: float | None) -> ValidRequest:
+             time_remaining: float | None, stream: bool = True) -> ValidRequest:
     """Check every field; the first problem found raises InvalidArgument naming it."""
     if len(request.request_id) > _MAX_REQUEST_ID:
         raise InvalidArgument("request_id", f"is longer than {_MAX_REQUEST_ID} characters")
@@ -93,6 +93,7 @@ def validate(request: pb.GenerateRequest, limits: LimitsSettings, *, request_id:
     if not math.isfinite(routing.max_cost_usd) or routing.max_cost_usd < 0:
         raise InvalidArgument("routing.max_cost_usd", f"must be 0 (no ceiling) or positive, got {routing.max_cost_usd}")
     deadline = None if time_remaining is None else time.monotonic() + time_remaining
-    generation = GenerationRequest(messages=messages, params=params, request_id=request_id, deadline=deadline)
+    generation = GenerationRequest(messages=messages, params=params, request_id=request_id, deadline=deadline,
+                                   stream=stream)
     return ValidRequest(generation=generation, model=request.model, preference=routing.preference,
                         max_latency_ms=routing.max_latency_ms, max_cost_usd=routing.max_cost_usd)

@@ -298,5 +298,5 @@ def test_slow_reader_gets_merged_deltas_and_loses_nothing(daemon_factory):
 def test_local_only_preference_is_recorded_in_the_trace(daemon_factory):
     d = daemon_factory(fake_config(reply="ok"))
     r = d.client().ask("x", preference="local_only")
-    assert [x.code for x in r.trace] == ["PREF_LOCAL_ONLY", "LOCAL_ONLY_TIER"]
+    assert [x.code for x in r.trace] == ["PREF_LOCAL_ONLY"]
     assert r.served_by.tier == pb.TIER_LOCAL

@@ -58,6 +58,8 @@ class FakeBackend(ThreadedBackend):
     def _generate_sync(self, prepared: int, request: GenerationRequest, should_stop: ShouldStop) -> Iterator[Chunk]:
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         text = self.reply or last_user
+        if request.assistant_prefix and text.startswith(request.assistant_prefix):
+            text = text[len(request.assistant_prefix):]  # continue the partial answer
         for stop in request.params.stop:
             if stop and stop in text:
                 text = text[: text.index(stop)]

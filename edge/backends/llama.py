@@ -124,7 +124,10 @@ class LlamaBackend(ThreadedBackend):
             formatted = self._formatter(messages=messages)
         except Exception as exc:  # the template rejected the conversation (e.g. role order)
             raise InvalidArgument("messages", f"model {self.name!r}'s chat template rejected them: {exc}") from exc
-        tokens = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        # A continuation (after a remote backend broke off mid-stream) extends the
+        # open assistant turn with the text the client already has.
+        prompt = formatted.prompt + request.assistant_prefix
+        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
         # At least one token must fit after the prompt.
         if len(tokens) >= self.n_ctx:
             raise InvalidArgument(

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64ge/v1/router.proto\x12\x07\x65\x64ge.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x98\x01\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"j\n\x0cRoutingHints\x12,\n\npreference\x18\x01 \x01(\x0e\x32\x18.edge.v1.RoutePreference\x12\x16\n\x0emax_latency_ms\x18\x02 \x01(\r\x12\x14\n\x0cmax_cost_usd\x18\x03 \x01(\x01\"\xaf\x01\n\x0fGenerateRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.edge.v1.ChatMessage\x12)\n\x06params\x18\x02 \x01(\x0b\x32\x19.edge.v1.GenerationParams\x12&\n\x07routing\x18\x03 \x01(\x0b\x32\x15.edge.v1.RoutingHints\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\"G\n\x08ServedBy\x12\x1b\n\x04tier\x18\x01 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"m\n\x07Timings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x01\"&\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xe5\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.edge.v1.Usage\x12$\n\tserved_by\x18\x05 \x01(\x0b\x32\x11.edge.v1.ServedBy\x12!\n\x07timings\x18\x06 \x01(\x0b\x32\x10.edge.v1.Timings\x12\x1e\n\x05trace\x18\x07 \x03(\x0b\x32\x0f.edge.v1.Reason\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\"^\n\x16GenerateStreamResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x19.edge.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\xb4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x04tier\x18\x02 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\r\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\r\n\x05state\x18\t \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x9b\x02\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x16\n\x0equeue_capacity\x18\x04 \x01(\r\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\r\x12\x16\n\x0erequests_total\x18\x06 \x01(\x04\x12\x16\n\x0erejected_total\x18\x07 \x01(\x04\x12\x17\n\x0f\x63\x61ncelled_total\x18\x08 \x01(\x04\x12\x1e\n\x16tokens_generated_total\x18\t \x01(\x04\x12\x1e\n\x16last_completion_tokens\x18\n \x01(\r\x12\x11\n\tn_threads\x18\x0b \x01(\r\x12\x16\n\x0eresident_bytes\x18\x0c \x01(\x04\"\x82\x01\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12$\n\x06models\x18\x04 \x03(\x0b\x32\x14.edge.v1.ModelStatus\x12\x15\n\rdefault_model\x18\x05 \x01(\t*\x90\x01\n\x0fRoutePreference\x12 \n\x1cROUTE_PREFERENCE_UNSPECIFIED\x10\x00\x12\x19\n\x15ROUTE_PREFERENCE_AUTO\x10\x01\x12\x1f\n\x1bROUTE_PREFERENCE_LOCAL_ONLY\x10\x02\x12\x1f\n\x1bROUTE_PREFERENCE_CLOUD_ONLY\x10\x03*M\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_LOCAL\x10\x01\x12\x0f\n\x0bTIER_ONPREM\x10\x02\x12\x0e\n\nTIER_CLOUD\x10\x03\x32\xa7\x02\n\nEdgeRouter\x12?\n\x08Generate\x12\x18.edge.v1.GenerateRequest\x1a\x19.edge.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.edge.v1.GenerateRequest\x1a\x1f.edge.v1.GenerateStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12\x42\n\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64ge/v1/router.proto\x12\x07\x65\x64ge.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x98\x01\n\x10GenerationParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x02\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"j\n\x0cRoutingHints\x12,\n\npreference\x18\x01 \x01(\x0e\x32\x18.edge.v1.RoutePreference\x12\x16\n\x0emax_latency_ms\x18\x02 \x01(\r\x12\x14\n\x0cmax_cost_usd\x18\x03 \x01(\x01\"\xaf\x01\n\x0fGenerateRequest\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.edge.v1.ChatMessage\x12)\n\x06params\x18\x02 \x01(\x0b\x32\x19.edge.v1.GenerationParams\x12&\n\x07routing\x18\x03 \x01(\x0b\x32\x15.edge.v1.RoutingHints\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\"G\n\x08ServedBy\x12\x1b\n\x04tier\x18\x01 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"m\n\x07Timings\x12\x15\n\rqueue_wait_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x04 \x01(\x01\"&\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x89\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.edge.v1.Usage\x12$\n\tserved_by\x18\x05 \x01(\x0b\x32\x11.edge.v1.ServedBy\x12!\n\x07timings\x18\x06 \x01(\x0b\x32\x10.edge.v1.Timings\x12\x1e\n\x05trace\x18\x07 \x03(\x0b\x32\x0f.edge.v1.Reason\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12\"\n\x08\x61ttempts\x18\t \x03(\x0b\x32\x10.edge.v1.Attempt\"l\n\x07\x41ttempt\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x1b\n\x04tier\x18\x02 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x81\x01\n\x16GenerateStreamResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x19.edge.v1.GenerateResponseH\x00\x12!\n\x06notice\x18\x03 \x01(\x0b\x32\x0f.edge.v1.ReasonH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\xb4\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x04tier\x18\x02 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\r\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\r\n\x05state\x18\t \x01(\t\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.edge.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"\x9b\x02\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x13\n\x0bqueue_depth\x18\x03 \x01(\r\x12\x16\n\x0equeue_capacity\x18\x04 \x01(\r\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\r\x12\x16\n\x0erequests_total\x18\x06 \x01(\x04\x12\x16\n\x0erejected_total\x18\x07 \x01(\x04\x12\x17\n\x0f\x63\x61ncelled_total\x18\x08 \x01(\x04\x12\x1e\n\x16tokens_generated_total\x18\t \x01(\x04\x12\x1e\n\x16last_completion_tokens\x18\n \x01(\r\x12\x11\n\tn_threads\x18\x0b \x01(\r\x12\x16\n\x0eresident_bytes\x18\x0c \x01(\x04\"\x96\x02\n\rBackendStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x04tier\x18\x02 \x01(\x0e\x32\r.edge.v1.Tier\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x05 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x06 \x01(\r\x12\x1c\n\x14\x62reaker_opened_total\x18\x07 \x01(\x04\x12\x12\n\nretry_in_s\x18\x08 \x01(\x01\x12\x13\n\x0boutstanding\x18\t \x01(\r\x12\x16\n\x0erequests_total\x18\n \x01(\x04\x12\x16\n\x0e\x66\x61ilures_total\x18\x0b \x01(\x04\x12\x17\n\x0fout_of_rotation\x18\x0c \x01(\t\"\xbd\x01\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12$\n\x06models\x18\x04 \x03(\x0b\x32\x14.edge.v1.ModelStatus\x12\x15\n\rdefault_model\x18\x05 \x01(\t\x12(\n\x08\x62\x61\x63kends\x18\x06 \x03(\x0b\x32\x16.edge.v1.BackendStatus\x12\x0f\n\x07network\x18\x07 \x01(\t*\x90\x01\n\x0fRoutePreference\x12 \n\x1cROUTE_PREFERENCE_UNSPECIFIED\x10\x00\x12\x19\n\x15ROUTE_PREFERENCE_AUTO\x10\x01\x12\x1f\n\x1bROUTE_PREFERENCE_LOCAL_ONLY\x10\x02\x12\x1f\n\x1bROUTE_PREFERENCE_CLOUD_ONLY\x10\x03*M\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n\nTIER_LOCAL\x10\x01\x12\x0f\n\x0bTIER_ONPREM\x10\x02\x12\x0e\n\nTIER_CLOUD\x10\x03\x32\xa7\x02\n\nEdgeRouter\x12?\n\x08Generate\x12\x18.edge.v1.GenerateRequest\x1a\x19.edge.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.edge.v1.GenerateRequest\x1a\x1f.edge.v1.GenerateStreamResponse0\x01\x12\x45\n\nListModels\x12\x1a.edge.v1.ListModelsRequest\x1a\x1b.edge.v1.ListModelsResponse\x12\x42\n\tGetStatus\x12\x19.edge.v1.GetStatusRequest\x1a\x1a.edge.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edge.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEPREFERENCE']._serialized_start=1833
-  _globals['_ROUTEPREFERENCE']._serialized_end=1977
-  _globals['_TIER']._serialized_start=1979
-  _globals['_TIER']._serialized_end=2056
+  _globals['_ROUTEPREFERENCE']._serialized_start=2355
+  _globals['_ROUTEPREFERENCE']._serialized_end=2499
+  _globals['_TIER']._serialized_start=2501
+  _globals['_TIER']._serialized_end=2578
   _globals['_CHATMESSAGE']._serialized_start=33
   _globals['_CHATMESSAGE']._serialized_end=77
   _globals['_GENERATIONPARAMS']._serialized_start=80
@@ -52,21 +52,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REASON']._serialized_start=763
   _globals['_REASON']._serialized_end=801
   _globals['_GENERATERESPONSE']._serialized_start=804
-  _globals['_GENERATERESPONSE']._serialized_end=1033
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1035
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1129
-  _globals['_LISTMODELSREQUEST']._serialized_start=1131
-  _globals['_LISTMODELSREQUEST']._serialized_end=1150
-  _globals['_MODELINFO']._serialized_start=1153
-  _globals['_MODELINFO']._serialized_end=1333
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1335
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1391
-  _globals['_GETSTATUSREQUEST']._serialized_start=1393
-  _globals['_GETSTATUSREQUEST']._serialized_end=1411
-  _globals['_MODELSTATUS']._serialized_start=1414
-  _globals['_MODELSTATUS']._serialized_end=1697
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1700
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1830
-  _globals['_EDGEROUTER']._serialized_start=2059
-  _globals['_EDGEROUTER']._serialized_end=2354
+  _globals['_GENERATERESPONSE']._serialized_end=1069
+  _globals['_ATTEMPT']._serialized_start=1071
+  _globals['_ATTEMPT']._serialized_end=1179
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1182
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1311
+  _globals['_LISTMODELSREQUEST']._serialized_start=1313
+  _globals['_LISTMODELSREQUEST']._serialized_end=1332
+  _globals['_MODELINFO']._serialized_start=1335
+  _globals['_MODELINFO']._serialized_end=1515
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1517
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1573
+  _globals['_GETSTATUSREQUEST']._serialized_start=1575
+  _globals['_GETSTATUSREQUEST']._serialized_end=1593
+  _globals['_MODELSTATUS']._serialized_start=1596
+  _globals['_MODELSTATUS']._serialized_end=1879
+  _globals['_BACKENDSTATUS']._serialized_start=1882
+  _globals['_BACKENDSTATUS']._serialized_end=2160
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2163
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2352
+  _globals['_EDGEROUTER']._serialized_start=2581
+  _globals['_EDGEROUTER']._serialized_end=2876
 # @@protoc_insertion_point(module_scope)

@@ -114,7 +114,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "text", "finish_reason", "usage", "served_by", "timings", "trace", "degraded")
+    __slots__ = ("request_id", "text", "finish_reason", "usage", "served_by", "timings", "trace", "degraded", "attempts")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class GenerateResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     TRACE_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     text: str
     finish_reason: str
@@ -131,15 +132,32 @@ class GenerateResponse(_message.Message):
     timings: Timings
     trace: _containers.RepeatedCompositeFieldContainer[Reason]
     degraded: bool
-    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., served_by: _Optional[_Union[ServedBy, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., degraded: _Optional[bool] = ...) -> None: ...
+    attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
+    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., served_by: _Optional[_Union[ServedBy, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., degraded: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+
+class Attempt(_message.Message):
+    __slots__ = ("backend", "tier", "outcome", "latency_ms", "detail")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    tier: Tier
+    outcome: str
+    latency_ms: float
+    detail: str
+    def __init__(self, backend: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., outcome: _Optional[str] = ..., latency_ms: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GenerateStreamResponse(_message.Message):
-    __slots__ = ("delta", "final")
+    __slots__ = ("delta", "final", "notice")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     delta: str
     final: GenerateResponse
-    def __init__(self, delta: _Optional[str] = ..., final: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...
+    notice: Reason
+    def __init__(self, delta: _Optional[str] = ..., final: _Optional[_Union[GenerateResponse, _Mapping]] = ..., notice: _Optional[_Union[Reason, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -205,16 +223,48 @@ class ModelStatus(_message.Message):
     resident_bytes: int
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., active: _Optional[int] = ..., requests_total: _Optional[int] = ..., rejected_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., tokens_generated_total: _Optional[int] = ..., last_completion_tokens: _Optional[int] = ..., n_threads: _Optional[int] = ..., resident_bytes: _Optional[int] = ...) -> None: ...
 
+class BackendStatus(_message.Message):
+    __slots__ = ("name", "tier", "kind", "model", "breaker", "consecutive_failures", "breaker_opened_total", "retry_in_s", "outstanding", "requests_total", "failures_total", "out_of_rotation")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_OPENED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RETRY_IN_S_FIELD_NUMBER: _ClassVar[int]
+    OUTSTANDING_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_ROTATION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tier: Tier
+    kind: str
+    model: str
+    breaker: str
+    consecutive_failures: int
+    breaker_opened_total: int
+    retry_in_s: float
+    outstanding: int
+    requests_total: int
+    failures_total: int
+    out_of_rotation: str
+    def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ...) -> None: ...
+
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "state", "uptime_s", "models", "default_model")
+    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     uptime_s: float
     models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
     default_model: str
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ...) -> None: ...
+    backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
+    network: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ...) -> None: ...

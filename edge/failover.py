@@ -1,0 +1,206 @@
+"""Run a request down a chain of backends until one answers.
+
+Retry at most `max_retries` times on the same backend (jittered backoff, at least
+the provider's Retry-After, only while the deadline allows), then the next backend.
+Breakers skip dead backends at no cost; configuration errors take a backend out
+of rotation; the local model, last in every chain, has no breaker. If a stream
+breaks after text reached the client, the next backend continues from that text,
+and a notice says so: a stream never ends as a success with a truncated answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+from edge.backends.base import Backend, Chunk, GenerationRequest
+from edge.config import ResilienceSettings
+from edge.errors import (
+    BackendMisconfigured,
+    BackendRejectedRequest,
+    DeadlineExceeded,
+    InvalidArgument,
+    RetryableBackendError,
+    Unavailable,
+)
+from edge.resilience import BreakerState, CircuitBreaker, retry_delay
+from edge.router import Reason
+
+__all__ = ["Attempt", "Candidate", "Notice", "RemoteState", "Served", "run_chain", "probe_loop"]
+
+log = logging.getLogger("edge.failover")
+
+# A retry is only worth it when this much of the deadline is left after the backoff.
+MIN_ATTEMPT_S = 0.05
+
+
+@dataclass
+class RemoteState:
+    """Runtime state of one remote backend: its breaker, load and health."""
+
+    backend: Backend
+    tier: int
+    breaker: CircuitBreaker
+    outstanding: int = 0
+    out_of_rotation: str = ""
+    requests_total: int = 0
+    failures_total: int = 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    tier: int
+    backend: Backend
+    model: str
+    remote: RemoteState | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    backend: str
+    tier: int
+    outcome: str  # ok | retryable_error | misconfigured | rejected | breaker_open | out_of_rotation | no_time
+    latency_ms: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the client should know mid-stream (a failover)."""
+
+    reason: Reason
+
+
+@dataclass
+class Served:
+    candidate: Candidate
+    final: Chunk
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _elapsed_ms(t0: float) -> float:
+    return (time.monotonic() - t0) * 1000
+
+
+async def run_chain(request: GenerationRequest, chain: list[Candidate],
+                    settings: ResilienceSettings) -> AsyncIterator[str | Notice | Served]:
+    """Yield text deltas (and notices) from the first backend that answers, then Served.
+
+    Raises InvalidArgument when a provider rejects the request (HTTP 400), the local
+    backend's own errors (queue full, deadline) when the local model was reached, and
+    Unavailable when nothing in the chain could answer.
+    """
+    attempts: list[Attempt] = []
+    sent = ""
+    for index, cand in enumerate(chain):
+        is_last = index == len(chain) - 1
+        st = cand.remote
+        if st is not None:
+            if st.out_of_rotation:
+                attempts.append(Attempt(cand.name, cand.tier, "out_of_rotation", 0.0, st.out_of_rotation))
+                continue
+            if not st.breaker.allow():
+                attempts.append(Attempt(cand.name, cand.tier, "breaker_open", 0.0,
+                                        f"breaker open, next probe in {st.breaker.retry_in():.1f}s"))
+                continue
+        tries = 0
+        while True:
+            t0 = time.monotonic()
+            remaining = request.remaining()
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded("deadline passed before a backend could answer: " + _summary(attempts))
+            attempt_req = replace(request, assistant_prefix=request.assistant_prefix + sent) if sent else request
+            if not is_last and remaining is not None and request.deadline is not None:
+                # Keep time back so whatever comes next (the local model) can still answer.
+                attempt_req = replace(attempt_req, deadline=request.deadline - min(settings.fallback_reserve_s,
+                                                                                   remaining / 2))
+            streamed_here = False
+            final: Chunk | None = None
+            if st is not None:
+                st.outstanding += 1
+                st.requests_total += 1
+            try:
+                async for chunk in cand.backend.generate(attempt_req):
+                    if chunk.text:
+                        streamed_here = True
+                        sent += chunk.text
+                        yield chunk.text
+                    if chunk.finish_reason is not None:
+                        final = chunk
+                if final is None:
+                    raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
+            except RetryableBackendError as exc:
+                if st is None:
+                    raise
+                st.failures_total += 1
+                st.breaker.record_failure()
+                attempts.append(Attempt(cand.name, cand.tier, "retryable_error", _elapsed_ms(t0), str(exc)))
+                log.warning("backend attempt failed", extra={"request_id": request.request_id, "backend": cand.name,
+                                                              "error": str(exc), "breaker": st.breaker.state})
+                if streamed_here:
+                    # The client already has part of this answer: continue it elsewhere, don't restart.
+                    yield Notice(Reason("FAILOVER_MID_STREAM", f"{cand.name} failed after sending part of the "
+                                                               f"answer ({exc}); continuing on the next backend"))
+                    break
+                tries += 1
+                if tries > settings.max_retries or st.breaker.state != BreakerState.CLOSED:
+                    break
+                delay = retry_delay(tries, settings, exc.retry_after)
+                left = attempt_req.remaining()
+                if left is not None and delay + MIN_ATTEMPT_S >= left:
+                    attempts.append(Attempt(cand.name, cand.tier, "no_time", 0.0,
+                                            f"retry would wait {delay:.2f}s with {left:.2f}s left"))
+                    break
+                await asyncio.sleep(delay)
+                continue
+            except BackendMisconfigured as exc:
+                assert st is not None
+                st.failures_total += 1
+                st.out_of_rotation = str(exc)
+                attempts.append(Attempt(cand.name, cand.tier, "misconfigured", _elapsed_ms(t0), str(exc)))
+                log.error("backend taken out of rotation", extra={"backend": cand.name, "error": str(exc)})
+                break
+            except BackendRejectedRequest as exc:
+                if st is not None:
+                    st.breaker.record_success()  # it answered; the request was at fault
+                raise InvalidArgument("messages", f"{cand.name} rejected the request: {exc}") from exc
+            except BaseException:
+                if st is not None and st.breaker.state == BreakerState.HALF_OPEN:
+                    st.breaker.release_probe()
+                raise
+            finally:
+                if st is not None:
+                    st.outstanding -= 1
+            if st is not None:
+                st.breaker.record_success()
+            attempts.append(Attempt(cand.name, cand.tier, "ok", _elapsed_ms(t0)))
+            yield Served(cand, final, attempts)
+            return
+    raise Unavailable("no backend could serve the request: " + _summary(attempts))
+
+
+def _summary(attempts: list[Attempt]) -> str:
+    if not attempts:
+        return "no backend was tried"
+    return "; ".join(f"{a.backend}: {a.outcome}" + (f" ({a.detail})" if a.detail else "") for a in attempts)
+
+
+async def probe_loop(states: list[RemoteState], interval_s: float) -> None:
+    """While a backend's breaker is open, check it cheaply every `interval_s`; when it
+    answers, let the next request through at once instead of waiting out the cooldown."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for st in states:
+            if st.out_of_rotation or st.breaker.state != BreakerState.OPEN:
+                continue
+            try:
+                await st.backend.probe()  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - a failed probe is the expected case while down
+                log.debug("probe failed", extra={"backend": st.backend.name, "error": str(exc)})
+                continue
+            log.info("probe succeeded; backend back in rotation", extra={"backend": st.backend.name})
+            st.breaker.reset_for_probe()
