@@ -93,6 +93,7 @@ class RemoteEntry(_Section):
     first_byte_timeout_s: float = Field(15.0, gt=0, le=3600, description="Seconds from request sent to the first response byte")
     idle_timeout_s: float = Field(10.0, gt=0, le=3600, description="Longest gap between two stream events")
     total_timeout_s: float = Field(120.0, gt=0, le=86_400, description="Bound on one attempt; never more than the caller's remaining deadline")
+    stream_upstream: bool = Field(True, description="Use the provider's streaming API for unary requests too, so first-byte and idle limits watch the generation")
 
     @field_validator("name")
     @classmethod

@@ -98,7 +98,7 @@ def _build_remote(entry: RemoteEntry, tier: int, settings: Settings) -> RemoteSt
     timeouts = Timeouts(connect_s=entry.connect_timeout_s, first_byte_s=entry.first_byte_timeout_s,
                         idle_s=entry.idle_timeout_s, total_s=entry.total_timeout_s)
     backend = cls(entry.name, base_url=entry.base_url or None, model=entry.model, api_key=api_key, timeouts=timeouts)
-    state = RemoteState(backend, tier, CircuitBreaker(settings.resilience))
+    state = RemoteState(backend, tier, CircuitBreaker(settings.resilience), stream_upstream=entry.stream_upstream)
     if entry.api_key_env and not api_key:
         # The daemon still serves (locally, or from other backends); status says why this one is idle.
         state.out_of_rotation = f"environment variable {entry.api_key_env} is not set"

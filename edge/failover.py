@@ -46,6 +46,10 @@ class RemoteState:
     breaker: CircuitBreaker
     outstanding: int = 0
     out_of_rotation: str = ""
+    # Use the provider's streaming API even when the client asked for one whole
+    # answer: first-byte and idle limits then watch the generation itself, where
+    # a unary call only shows its first byte once the whole answer is done.
+    stream_upstream: bool = True
     requests_total: int = 0
     failures_total: int = 0
 
@@ -114,6 +118,8 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate],
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("deadline passed before a backend could answer: " + _summary(attempts))
             attempt_req = replace(request, assistant_prefix=request.assistant_prefix + sent) if sent else request
+            if st is not None and st.stream_upstream and not attempt_req.stream:
+                attempt_req = replace(attempt_req, stream=True)
             if not is_last and remaining is not None and request.deadline is not None:
                 # Keep time back so whatever comes next (the local model) can still answer.
                 attempt_req = replace(attempt_req, deadline=request.deadline - min(settings.fallback_reserve_s,

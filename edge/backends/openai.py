@@ -1,0 +1,88 @@
+"""OpenAI Chat Completions, and any server that speaks it (vLLM, llama.cpp server,
+Ollama) at another base URL.
+
+Wire: POST {base_url}/chat/completions, `Authorization: Bearer KEY` only when a key
+is configured. Streams are SSE `data: {chunk}` lines ending with `data: [DONE]`;
+`stream_options.include_usage` asks for a last chunk with usage (and no choices).
+System messages stay messages; an assistant prefix is sent as a final assistant
+message. Everything generic lives in `edge.backends.remote`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edge.backends.base import GenerationRequest
+from edge.backends.remote import RemoteBackend, SSEEvent, StreamState
+
+__all__ = ["OpenAIBackend"]
+
+
+def _finish(reason: Any) -> str:
+    # content_filter, tool_calls and the like end the answer as it is.
+    return "length" if reason == "length" else "stop"
+
+
+def _usage(state: StreamState, usage: Any) -> None:
+    if isinstance(usage, dict):
+        state.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        state.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+class OpenAIBackend(RemoteBackend):
+    kind = "openai"
+    default_base_url = "https://api.openai.com/v1"
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    def _probe_url(self) -> str:
+        return f"{self.base_url}/models"
+
+    def _request(self, request: GenerationRequest) -> tuple[str, dict[str, str] | None, dict[str, Any]]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if request.assistant_prefix:
+            messages.append({"role": "assistant", "content": request.assistant_prefix})
+        p = request.params
+        # OpenAI itself has deprecated max_tokens (its reasoning models reject it);
+        # compatible servers know max_tokens far more widely than its successor.
+        limit_key = "max_completion_tokens" if self.base_url == self.default_base_url else "max_tokens"
+        body: dict[str, Any] = {"model": self.model, "messages": messages, limit_key: p.max_tokens}
+        if p.temperature is not None:
+            body["temperature"] = p.temperature
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return f"{self.base_url}/chat/completions", None, body
+
+    def _parse_unary(self, state: StreamState, body: Any) -> str:
+        choice = body["choices"][0]
+        message = choice["message"]
+        state.finish_reason = _finish(choice.get("finish_reason"))
+        _usage(state, body.get("usage"))
+        return message.get("content") or message.get("refusal") or ""
+
+    def _on_event(self, state: StreamState, event: SSEEvent) -> str:
+        if event.data.strip() == "[DONE]":
+            state.done = True
+            return ""
+        chunk = json.loads(event.data)
+        if "error" in chunk:  # vLLM and OpenAI report failures mid-stream this way
+            raise self._event_error(chunk)
+        _usage(state, chunk.get("usage"))
+        text = ""
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or delta.get("refusal") or ""
+            if choice.get("finish_reason"):
+                state.finish_reason = _finish(choice["finish_reason"])
+        return text
