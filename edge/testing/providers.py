@@ -1,0 +1,800 @@
+"""Loopback HTTP servers that speak the OpenAI, Anthropic and Gemini wire formats, with fault injection.
+
+A test or benchmark tool (standard library only), in the spirit of httpx's MockTransport but over real TCP,
+so that an HTTP client, its connection pool, timeouts and retries are exercised as against the real APIs:
+
+    with ProviderServer("anthropic", api_key="k") as srv:
+        ...  # point a client at srv.base_url
+        srv.set_fault(Fault("status", status=429, retry_after=1))
+
+Endpoints per kind (unknown paths get the provider's 404 error body):
+
+* openai: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``GET /v1/models[/ID]`` (also without
+  ``/v1``). Key: ``Authorization: Bearer KEY``. Streams (``"stream": true``) are ``data: CHUNK\\n\\n`` events: a
+  chunk with ``delta.role``, one chunk per word, a chunk with ``finish_reason``, the usage chunk (empty
+  ``choices``) when ``stream_options.include_usage`` is set (other chunks then carry ``"usage": null``), and
+  ``data: [DONE]``.
+* anthropic: ``POST /v1/messages``, ``GET /v1/models[/ID]``. Key: ``x-api-key``; ``anthropic-version`` is
+  required on every request (400 ``invalid_request_error`` without it), and so are ``model``, ``max_tokens`` and
+  ``messages``. Streams are ``event: NAME\\ndata: JSON\\n\\n``: message_start, content_block_start, ping, one
+  content_block_delta per word, content_block_stop, message_delta, message_stop.
+* gemini: ``POST /v1beta/models/MODEL:generateContent``, ``POST /v1beta/models/MODEL:streamGenerateContent``
+  (``?alt=sse``: ``data: JSON\\r\\n\\r\\n`` per word, the last one carrying ``finishReason`` and the full
+  ``usageMetadata``, then end of body; without ``alt=sse``: one JSON array of the same chunks), ``GET
+  /v1beta/models[/MODEL]`` (``/v1`` and ``/v1alpha`` work too). Key: ``x-goog-api-key`` header or ``?key=``.
+  A missing or wrong key gets 403 ``PERMISSION_DENIED`` (the real API answers 400 for a malformed key).
+
+The key is checked only when ``api_key`` is set. The reply is ``reply`` (a str, or ``callable(body) -> str``),
+split into "words" (runs of non-space with their leading whitespace, so that the pieces join back to the
+text); each word is one stream event and one completion token. Prompt tokens are the number of
+whitespace-separated words in all input text (messages, system prompt, Gemini contents and systemInstruction),
+a deterministic stand-in for a tokenizer. Stop sequences cut the reply before the first match (finish reason
+stop / stop_sequence / STOP); ``max_tokens`` (openai ``max_completion_tokens`` or ``max_tokens``, anthropic
+``max_tokens``, gemini ``generationConfig.maxOutputTokens``) truncates to that many words (finish reason
+length / max_tokens / MAX_TOKENS). Responses echo the requested model (gemini: the one in the path); the
+``model`` argument is what the model listings show. ``token_delay_s`` is slept before each event carrying a word
+(a unary reply waits ``token_delay_s`` times its word count before its first byte).
+
+Streams use ``Transfer-Encoding: chunked`` and are flushed per event, as the real servers do, so a cut stream
+is visible to the client as an incomplete body (httpx: ``RemoteProtocolError``), not as a clean end.
+
+Faults (``set_fault``). Every request that reaches the server is first appended to ``requests``, then the fault
+decides the answer. ``times=N`` applies the fault to the next N requests (counted from ``set_fault``), then the
+server is healthy again.
+
+* ``refuse``: the listening socket is closed, so connections are refused (nothing is recorded; ``times`` is
+  ignored). ``set_fault(None)`` listens again on the same port.
+* ``hang``: the request is read and recorded and never answered; the connection is held until the server stops
+  (or the client goes away).
+* ``slow_first_byte``: waits ``delay_s`` before the status line, then answers normally; stopping the server cuts
+  the wait short and closes the connection.
+* ``status``: ``status`` with the provider's error body for that status (openai ``{"error": {message, type,
+  param, code}}``; anthropic ``{"type": "error", "error": {type, message}, "request_id"}`` with 429
+  rate_limit_error, 529 overloaded_error and so on; gemini ``{"error": {code, message, status}}`` with 429
+  RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE...), and ``Retry-After`` when ``retry_after`` is set.
+* ``cut_stream``: a stream sends its opening events and ``after_events`` word events, then the connection is
+  closed without the terminal events (openai: no finish chunk nor ``[DONE]``; anthropic: no
+  content_block_stop/message_delta/message_stop; gemini: no chunk with ``finishReason``) and without the
+  chunked terminator. A unary answer sends its headers (with the full Content-Length) and half of the body.
+* ``malformed_json``: 200 with a body that is not JSON; a stream gets one ``data: {not json`` event in the
+  provider's framing, then a clean end.
+* ``stream_error``: anthropic streams send ``after_events`` word events, then ``event: error`` with the
+  ``overloaded_error`` body, then a clean end; an anthropic unary request gets 529 ``overloaded_error`` (what
+  the docs say the stream error stands for). For openai and gemini it is the same as ``status`` 500.
+* ``flap``: requests since the fault was set alternate: even-numbered (0, 2, ...) are healthy, odd-numbered ones
+  get 503 with the provider's body.
+* ``unauthorized``: 401 (openai, anthropic) or 403 (gemini) with the provider's invalid-key body.
+
+Also a small CLI: ``python -m edge.testing.providers --kind openai --port 8081 [--reply TEXT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import select
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["KINDS", "FAULT_KINDS", "Fault", "ProviderServer", "RecordedRequest", "main"]
+
+KINDS = ("openai", "anthropic", "gemini")
+FAULT_KINDS = ("none", "refuse", "hang", "slow_first_byte", "status", "cut_stream", "malformed_json",
+               "stream_error", "flap", "unauthorized")
+
+
+@dataclass
+class Fault:
+    """What a ProviderServer does wrong; see the module docstring for each kind."""
+
+    kind: str = "none"
+    status: int = 500
+    retry_after: float | None = None
+    delay_s: float = 0.0
+    after_events: int = 2
+    times: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as received: ``path`` includes the query string; ``headers`` keys are lower-case; ``body`` is
+    the JSON object sent, or None (no body, or not a JSON object); ``time`` is ``time.monotonic()``."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict | None
+    time: float
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+_OPENAI_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", "unsupported_country_region_territory",
+          "Country, region, or territory not supported"),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    503: ("service_unavailable_error", "server_is_overloaded", "The server is overloaded, please try again later."),
+}
+_ANTHROPIC_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "The requested resource could not be found."),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of requests has exceeded your rate limit."),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_GEMINI_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+}
+_OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def _error_body(kind: str, status: int, message: str | None = None, code: Any = ...,
+                param: str | None = None) -> dict[str, Any]:
+    """The provider's own error body for ``status`` (``code`` is openai's ``error.code``; ... = the default)."""
+    if kind == "openai":
+        etype, ecode, emsg = _OPENAI_ERRORS.get(
+            status, ("invalid_request_error", None, "Invalid request.") if status < 500
+            else ("server_error", None, "The server had an error while processing your request."))
+        return {"error": {"message": message or emsg, "type": etype, "param": param,
+                          "code": ecode if code is ... else code}}
+    if kind == "anthropic":
+        etype, emsg = _ANTHROPIC_ERRORS.get(
+            status, ("invalid_request_error", "Invalid request.") if status < 500
+            else ("api_error", "Internal server error"))
+        return {"type": "error", "error": {"type": etype, "message": message or emsg},
+                "request_id": f"req_{uuid.uuid4().hex[:24]}"}
+    estatus, emsg = _GEMINI_ERRORS.get(
+        status, ("FAILED_PRECONDITION", "Precondition check failed.") if status < 500
+        else ("INTERNAL", "Internal error."))
+    return {"error": {"code": status, "message": message or emsg, "status": estatus}}
+
+
+def _retry_after(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    return str(int(seconds)) if seconds.is_integer() else f"{seconds:.3f}".rstrip("0")
+
+
+# ---------------------------------------------------------------------------------------------- completions
+
+@dataclass
+class _Plan:
+    pieces: list[str]  # one per word/event/token; "".join(pieces) is the reply text
+    finish: str  # "stop" | "length" | "stop_sequence"
+    stop_sequence: str | None
+    prompt_tokens: int
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.pieces)
+
+    def reason(self, kind: str) -> str:
+        return {"openai": {"stop": "stop", "length": "length", "stop_sequence": "stop"},
+                "anthropic": {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"},
+                "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "stop_sequence": "STOP"}}[kind][self.finish]
+
+
+def _texts(obj: Any) -> list[str]:
+    """Every piece of input text in a messages/contents/system structure."""
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, list):
+        return [t for item in obj for t in _texts(item)]
+    if isinstance(obj, dict):
+        return [t for key in ("text", "content", "parts") if key in obj for t in _texts(obj[key])]
+    return []
+
+
+def _plan(kind: str, body: dict, reply: str) -> _Plan:
+    if kind == "openai":
+        limit = body.get("max_completion_tokens")
+        limit = body.get("max_tokens") if limit is None else limit
+        stops, inputs = body.get("stop"), _texts(body.get("messages"))
+    elif kind == "anthropic":
+        limit, stops = body.get("max_tokens"), body.get("stop_sequences")
+        inputs = _texts(body.get("system")) + _texts(body.get("messages"))
+    else:
+        config = body.get("generationConfig") or {}
+        limit, stops = config.get("maxOutputTokens"), config.get("stopSequences")
+        inputs = _texts(body.get("systemInstruction")) + _texts(body.get("contents"))
+    if isinstance(stops, str):
+        stops = [stops]
+    end, hit = len(reply), None
+    for stop in stops if isinstance(stops, list) else []:
+        at = reply.find(stop) if isinstance(stop, str) and stop else -1
+        if 0 <= at < end:
+            end, hit = at, stop
+    pieces = re.findall(r"\s*\S+", reply[:end])
+    finish = "stop_sequence" if hit is not None else "stop"
+    if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(pieces):
+        pieces, finish, hit = pieces[:limit], "length", None
+    return _Plan(pieces, finish, hit, sum(len(t.split()) for t in inputs))
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# Stream events are (terminal, words, frame): terminal events are what a cut stream never sends.
+_Event = tuple[bool, int, bytes]
+
+
+def _openai_events(plan: _Plan, model: str, body: dict) -> list[_Event]:
+    usage_wanted = bool((body.get("stream_options") or {}).get("include_usage"))
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model, "system_fingerprint": "fp_loopback"}
+
+    def frame(choices: list, **extra: Any) -> bytes:
+        return b"data: " + _dumps({**base, "choices": choices, **extra}) + b"\n\n"
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        extra = {"usage": None} if usage_wanted else {}
+        return frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra)
+
+    events: list[_Event] = [(False, 0, chunk({"role": "assistant", "content": "", "refusal": None}))]
+    events += [(False, 1, chunk({"content": piece})) for piece in plan.pieces]
+    events.append((True, 0, chunk({}, plan.reason("openai"))))
+    if usage_wanted:
+        events.append((True, 0, frame([], usage=_openai_usage(plan))))
+    events.append((True, 0, b"data: [DONE]\n\n"))
+    return events
+
+
+def _openai_usage(plan: _Plan) -> dict[str, int]:
+    return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": plan.completion_tokens,
+            "total_tokens": plan.prompt_tokens + plan.completion_tokens}
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\n".encode() + b"data: " + _dumps({"type": event, **data}) + b"\n\n"
+
+
+def _anthropic_events(plan: _Plan, model: str) -> list[_Event]:
+    message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "content": [],
+               "model": model, "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 1}}
+    events: list[_Event] = [
+        (False, 0, _sse("message_start", {"message": message})),
+        (False, 0, _sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})),
+        (False, 0, _sse("ping", {})),
+    ]
+    events += [(False, 1, _sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}}))
+               for p in plan.pieces]
+    events += [
+        (True, 0, _sse("content_block_stop", {"index": 0})),
+        (True, 0, _sse("message_delta", {"delta": {"stop_reason": plan.reason("anthropic"),
+                                                   "stop_sequence": plan.stop_sequence},
+                                         "usage": {"output_tokens": plan.completion_tokens}})),
+        (True, 0, _sse("message_stop", {})),
+    ]
+    return events
+
+
+def _gemini_response(plan: _Plan, model: str, text: str, rid: str, final: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    usage = {"promptTokenCount": plan.prompt_tokens, "totalTokenCount": plan.prompt_tokens}
+    if final:
+        candidate["finishReason"] = plan.reason("gemini")
+        usage = {"promptTokenCount": plan.prompt_tokens, "candidatesTokenCount": plan.completion_tokens,
+                 "totalTokenCount": plan.prompt_tokens + plan.completion_tokens}
+    candidate["index"] = 0
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": rid}
+
+
+def _gemini_chunks(plan: _Plan, model: str) -> list[tuple[bool, int, dict]]:
+    rid, pieces = uuid.uuid4().hex[:22], plan.pieces or [""]
+    return [(i == len(pieces) - 1, 1 if piece else 0,
+             _gemini_response(plan, model, piece, rid, final=i == len(pieces) - 1)) for i, piece in enumerate(pieces)]
+
+
+# ----------------------------------------------------------------------------------------------- the server
+
+class _Listener(ThreadingHTTPServer):
+    """One bound listening socket and its threads; ProviderServer makes a new one on every (re)start."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, owner: ProviderServer) -> None:
+        self.owner = owner
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.conns: set[socket.socket] = set()
+        self.workers: set[threading.Thread] = set()
+        super().__init__((owner.host, owner.port), _Handler)
+        self.serve_thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                             name=f"provider-{owner.kind}-{owner.port}", daemon=True)
+        self.serve_thread.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        worker = threading.Thread(target=self._work, args=(request, client_address), daemon=True,
+                                  name=f"provider-{self.owner.kind}-{self.owner.port}-conn")
+        with self.lock:
+            self.conns.add(request)
+            self.workers.add(worker)
+        worker.start()
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self.lock:
+                self.conns.discard(request)
+                self.workers.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.stop_event.is_set() or isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+    def close(self, timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        self.stop_event.set()
+        self.shutdown()
+        self.server_close()
+        with self.lock:
+            conns, workers = list(self.conns), list(self.workers)
+        for conn in conns:  # unblocks handlers reading a keep-alive connection or writing to a stalled client
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.serve_thread.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker is not threading.current_thread():
+                worker.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "loopback-provider/1"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: _Listener
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._handle("DELETE")
+
+    # -- plumbing
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self, method: str) -> None:
+        owner = self.server.owner
+        raw = self._read_body()
+        body: dict | None = None
+        try:
+            parsed = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            parsed = None
+        body = parsed if isinstance(parsed, dict) else None
+        bad_json = bool(raw.strip()) and body is None
+        owner._record(RecordedRequest(method, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                      body, time.monotonic()))
+        fault = owner._next_fault()
+        try:
+            self._respond(method, body, bad_json, fault)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except OSError:
+            if not self.server.stop_event.is_set():
+                raise
+            self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _idle(self, seconds: float | None) -> bool:
+        """Wait ``seconds`` (None: forever); False as soon as the server stops or the client goes away."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return True
+            if self.server.stop_event.wait(0.05 if left is None else min(0.05, left)) or self._client_gone():
+                return False
+
+    def _abort(self) -> None:
+        """Close the connection now, mid-response if need be."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _head(self, status: int, content_type: str, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        kind = self.server.owner.kind
+        if kind == "openai":
+            self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+        elif kind == "anthropic":
+            self.send_header("request-id", f"req_{uuid.uuid4().hex[:24]}")
+        for name, value in headers.items():
+            self.send_header(name, value)
+
+    def _json(self, status: int, obj: Any, fault: Fault | None = None, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(obj).encode()
+        if status == 200 and fault is not None and fault.kind == "malformed_json":
+            data = b'{"id": "malformed", "choices": [{"message": {"content": "unterminated'
+        content_type = "application/json; charset=UTF-8" if self.server.owner.kind == "gemini" else "application/json"
+        self._head(status, content_type, {"Content-Length": str(len(data)), **(headers or {})})
+        self.end_headers()
+        if status == 200 and fault is not None and fault.kind == "cut_stream":
+            self.wfile.write(data[: len(data) // 2])
+            self._abort()
+            return
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str | None = None, *, retry_after: float | None = None,
+               **extra: Any) -> None:
+        headers = {"Retry-After": _retry_after(retry_after)} if retry_after is not None else {}
+        self._json(status, _error_body(self.server.owner.kind, status, message, **extra), headers=headers)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _stream(self, events: list[_Event], fault: Fault | None, error_frame: bytes = b"") -> None:
+        owner, kind = self.server.owner, self.server.owner.kind
+        content_type = "text/event-stream" if kind == "gemini" else "text/event-stream; charset=utf-8"
+        self._head(200, content_type, {"Cache-Control": "no-cache", "Transfer-Encoding": "chunked"})
+        self.end_headers()
+        self.wfile.flush()
+        fk = fault.kind if fault is not None else "none"
+        if fk == "malformed_json":
+            framing = {"openai": b"data: {not json\n\n", "anthropic": b"event: message_start\ndata: {not json\n\n",
+                       "gemini": b"data: {not json\r\n\r\n"}
+            self._chunk(framing[kind])
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        interrupt = fk in ("cut_stream", "stream_error")
+        sent = 0
+        for terminal, words, frame in events:
+            if interrupt and (terminal or (words and sent >= fault.after_events)):  # type: ignore[union-attr]
+                break
+            if words and owner.token_delay_s > 0 and self.server.stop_event.wait(owner.token_delay_s):
+                return self._abort()
+            self._chunk(frame)
+            sent += words
+        else:
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if fk == "cut_stream":
+            return self._abort()
+        self._chunk(error_frame)
+        self.wfile.write(b"0\r\n\r\n")
+
+    # -- the provider
+
+    def _route(self, method: str) -> tuple[str, str | None]:
+        """("chat" | "stream" | "models" | "model" | "", model from the path)."""
+        kind, url = self.server.owner.kind, urlsplit(self.path)
+        path = url.path.rstrip("/")
+        if kind == "gemini":
+            m = re.fullmatch(r"/v1(?:beta|alpha)?/models(?:/([^/:]+)(?::(\w+))?)?", path)
+            if not m:
+                return "", None
+            model, op = m.groups()
+            if method == "POST" and op in ("generateContent", "streamGenerateContent"):
+                return ("chat" if op == "generateContent" else "stream"), model
+            if method == "GET" and op is None:
+                return ("model" if model else "models"), model
+            return "", None
+        if kind == "openai" and path.startswith("/v1/"):
+            path = path[3:]
+        elif kind == "anthropic":
+            path = path[3:] if path.startswith("/v1/") else ""
+        if method == "POST" and path == ("/chat/completions" if kind == "openai" else "/messages"):
+            return "chat", None
+        m = re.fullmatch(r"/models(?:/([^/]+))?", path)
+        if method == "GET" and m:
+            return ("model" if m.group(1) else "models"), m.group(1)
+        return "", None
+
+    def _auth_failure(self) -> tuple[int, str, dict] | None:
+        owner, h = self.server.owner, self.headers
+        key = owner.api_key
+        if owner.kind == "openai":
+            got = h.get("Authorization", "")
+            if key is not None and got != f"Bearer {key}":
+                if not got:
+                    return 401, "You didn't provide an API key. Provide it in an Authorization header.", {"code": None}
+                return 401, "Incorrect API key provided.", {}
+        elif owner.kind == "anthropic":
+            got = h.get("x-api-key")
+            if key is not None and got != key:
+                return 401, "x-api-key header is required" if got is None else "invalid x-api-key", {}
+            if not h.get("anthropic-version"):
+                return 400, "anthropic-version: header is required", {}
+        else:
+            got = h.get("x-goog-api-key") or (parse_qs(urlsplit(self.path).query).get("key") or [None])[0]
+            if key is not None and got != key:
+                if got is None:
+                    return 403, ("Method doesn't allow unregistered callers (callers without established identity)."
+                                 " Please use API Key or other form of API consumer identity to call this API."), {}
+                return 403, "API key not valid. Please pass a valid API key.", {}
+        return None
+
+    def _respond(self, method: str, body: dict | None, bad_json: bool, fault: Fault | None) -> None:
+        owner = self.server.owner
+        kind = owner.kind
+        route, path_model = self._route(method)
+        streaming = route == "stream" or (route == "chat" and body is not None and body.get("stream") is True)
+        if fault is not None:
+            if fault.kind == "hang":
+                self._idle(None)
+                return self._abort()
+            if fault.kind == "slow_first_byte":
+                if not self._idle(fault.delay_s):
+                    return self._abort()
+                fault = None
+            elif fault.kind == "status":
+                return self._error(fault.status, retry_after=fault.retry_after)
+            elif fault.kind == "unauthorized":
+                status = 403 if kind == "gemini" else 401
+                message = "API key not valid. Please pass a valid API key." if kind == "gemini" else None
+                return self._error(status, message)
+            elif fault.kind == "stream_error" and not (kind == "anthropic" and streaming):
+                return self._error(529 if kind == "anthropic" else 500)
+        failure = self._auth_failure()
+        if failure is not None:
+            status, message, extra = failure
+            return self._error(status, message, **extra)
+        if route in ("models", "model"):
+            return self._models(path_model, fault)
+        if not route:
+            if kind == "openai":
+                return self._error(404, f"Invalid URL ({method} {urlsplit(self.path).path})", code=None)
+            return self._error(404, None if kind == "anthropic" else f"Not found: {urlsplit(self.path).path}")
+        if bad_json or body is None:
+            return self._error(400, "We could not parse the JSON body of your request." if kind == "openai"
+                               else "Invalid JSON payload received.")
+        required = {"openai": ("model", "messages"), "anthropic": ("model", "max_tokens", "messages"),
+                    "gemini": ("contents",)}[kind]
+        for name in required:
+            if body.get(name) in (None, [], ""):
+                if kind == "openai":
+                    return self._error(400, f"Missing required parameter: '{name}'.", param=name,
+                                       code="missing_required_parameter")
+                return self._error(400, f"{name}: Field required" if kind == "anthropic" else f"* {name}: required")
+        plan = _plan(kind, body, owner.reply_for(body))
+        model = path_model if kind == "gemini" else str(body.get("model"))
+        if streaming and not (kind == "gemini" and parse_qs(urlsplit(self.path).query).get("alt") != ["sse"]):
+            if kind == "openai":
+                return self._stream(_openai_events(plan, model, body), fault)
+            if kind == "anthropic":
+                return self._stream(_anthropic_events(plan, model), fault, b"event: error\ndata: "
+                                    + _dumps(_OVERLOADED) + b"\n\n")
+            events = [(t, w, b"data: " + json.dumps(r).encode() + b"\r\n\r\n")
+                      for t, w, r in _gemini_chunks(plan, model)]
+            return self._stream(events, fault)
+        if owner.token_delay_s > 0 and not self._idle(owner.token_delay_s * plan.completion_tokens):
+            return self._abort()
+        if kind == "openai":
+            return self._json(200, {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
+                                                                     "refusal": None},
+                                             "logprobs": None, "finish_reason": plan.reason("openai")}],
+                "usage": _openai_usage(plan), "system_fingerprint": "fp_loopback"}, fault)
+        if kind == "anthropic":
+            return self._json(200, {
+                "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": plan.text}], "stop_reason": plan.reason("anthropic"),
+                "stop_sequence": plan.stop_sequence,
+                "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}, fault)
+        if route == "stream":  # streamGenerateContent without alt=sse: one JSON array of the chunks
+            return self._json(200, [r for _, _, r in _gemini_chunks(plan, model)], fault)
+        return self._json(200, _gemini_response(plan, model, plan.text, uuid.uuid4().hex[:22], final=True), fault)
+
+    def _models(self, wanted: str | None, fault: Fault | None) -> None:
+        owner = self.server.owner
+        model, kind = owner.model, owner.kind
+        if kind == "openai":
+            entry: dict[str, Any] = {"id": model, "object": "model", "created": 1700000000, "owned_by": "system"}
+        elif kind == "anthropic":
+            entry = {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
+        else:
+            entry = {"name": f"models/{model}", "version": "001", "displayName": model, "inputTokenLimit": 1048576,
+                     "outputTokenLimit": 8192, "supportedGenerationMethods": ["generateContent", "countTokens"]}
+        if wanted is not None:
+            if wanted.removeprefix("models/") != model:
+                return self._error(404, f"The model '{wanted}' does not exist" if kind != "gemini"
+                                   else f"models/{wanted} is not found for API version v1beta")
+            return self._json(200, entry, fault)
+        if kind == "openai":
+            return self._json(200, {"object": "list", "data": [entry]}, fault)
+        if kind == "anthropic":
+            return self._json(200, {"data": [entry], "has_more": False, "first_id": model, "last_id": model}, fault)
+        return self._json(200, {"models": [entry]}, fault)
+
+
+class ProviderServer:
+    """A loopback server speaking one provider's wire format; see the module docstring."""
+
+    def __init__(self, kind: str, *, reply: str | Callable[[dict], str] = "Hello from the loopback provider.",
+                 api_key: str | None = None, model: str = "test-model", host: str = "127.0.0.1", port: int = 0,
+                 token_delay_s: float = 0.0) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown provider kind {kind!r}; expected one of {KINDS}")
+        self.kind = kind
+        self.reply = reply
+        self.api_key = api_key
+        self.model = model
+        self.host = host
+        self.token_delay_s = token_delay_s
+        if port == 0:  # pick the port now, so that base_url is known (and stable) before start()
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+        self.port: int = port
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()  # requests, fault and its counter
+        self._state_lock = threading.RLock()  # the listener
+        self._fault: Fault | None = None
+        self._fault_seen = 0
+        self._want_running = False
+        self._listener: _Listener | None = None
+
+    @property
+    def base_url(self) -> str:
+        root = f"http://{self.host}:{self.port}"
+        return f"{root}/v1" if self.kind == "openai" else root
+
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    def reply_for(self, body: Any) -> str:
+        return str(self.reply(body)) if callable(self.reply) else self.reply
+
+    def start(self) -> ProviderServer:
+        with self._state_lock:
+            self._want_running = True
+            self._reconcile()
+        return self
+
+    def stop(self) -> None:
+        with self._state_lock:
+            self._want_running = False
+            self._reconcile()
+
+    def set_fault(self, fault: Fault | None) -> None:
+        if fault is not None and not isinstance(fault, Fault):
+            raise TypeError("set_fault takes a Fault or None")
+        with self._state_lock:
+            with self._lock:
+                self._fault = None if fault is None or fault.kind == "none" else fault
+                self._fault_seen = 0
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        should_listen = self._want_running and not (self._fault is not None and self._fault.kind == "refuse")
+        if should_listen and self._listener is None:
+            try:
+                self._listener = _Listener(self)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+        elif not should_listen and self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.close()
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            fault = self._fault
+            if fault is None:
+                return None
+            seen, self._fault_seen = self._fault_seen, self._fault_seen + 1
+            if fault.times is not None and seen >= fault.times:
+                return None
+            if fault.kind == "flap":
+                return None if seen % 2 == 0 else Fault("status", status=503, retry_after=fault.retry_after)
+            return fault
+
+    def __enter__(self) -> ProviderServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ProviderServer({self.kind!r}, base_url={self.base_url!r}, listening={self.listening})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.testing.providers",
+                                     description="Serve one provider's wire format on loopback until Ctrl-C.")
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--reply", default="Hello from the loopback provider.")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--model", default="test-model")
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed words")
+    parser.add_argument("--fault", choices=FAULT_KINDS, default="none")
+    parser.add_argument("--status", type=int, default=500, help="for --fault status")
+    args = parser.parse_args(argv)
+    server = ProviderServer(args.kind, reply=args.reply, api_key=args.api_key, model=args.model, host=args.host,
+                            port=args.port, token_delay_s=args.token_delay)
+    server.set_fault(Fault(args.fault, status=args.status))
+    server.start()
+    print(f"{args.kind} loopback provider at {server.base_url} (Ctrl-C to stop)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
