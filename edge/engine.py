@@ -219,6 +219,8 @@ class Engine:
         elif len(served.attempts) > 1:
             trace.append(Reason("FAILOVER", f"served by {cand.name} after {len(served.attempts) - 1} failed or skipped attempt(s)"))
         trace.extend(notices)
+        if served.usage_estimated:
+            trace.append(Reason("USAGE_ESTIMATED", f"{cand.name} reported no token usage; counts are estimates"))
         yield Result(request_id=req.generation.request_id, text="".join(parts), finish_reason=final.finish_reason or "",
                      prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, tier=cand.tier,
                      backend=cand.name, model=cand.model, timings=timings, trace=trace, degraded=degraded,

@@ -84,6 +84,16 @@ class Served:
     candidate: Candidate
     final: Chunk
     attempts: list[Attempt] = field(default_factory=list)
+    # The provider reported no token usage (some OpenAI-compatible servers omit it
+    # from streams): the counts are estimates, see _estimate_usage.
+    usage_estimated: bool = False
+
+
+def _estimate_usage(final: Chunk, request: GenerationRequest, deltas: int) -> Chunk:
+    """One streamed delta per token (how OpenAI-compatible servers stream), and
+    about 4 characters per prompt token: better than reporting nothing to budgets."""
+    prompt = final.prompt_tokens or max(1, sum(len(m.content) for m in request.messages) // 4)
+    return replace(final, prompt_tokens=prompt, completion_tokens=deltas)
 
 
 def _elapsed_ms(t0: float) -> float:
@@ -125,6 +135,7 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate],
                 attempt_req = replace(attempt_req, deadline=request.deadline - min(settings.fallback_reserve_s,
                                                                                    remaining / 2))
             streamed_here = False
+            deltas_here = 0
             final: Chunk | None = None
             if st is not None:
                 st.outstanding += 1
@@ -133,6 +144,7 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate],
                 async for chunk in cand.backend.generate(attempt_req):
                     if chunk.text:
                         streamed_here = True
+                        deltas_here += 1
                         sent += chunk.text
                         yield chunk.text
                     if chunk.finish_reason is not None:
@@ -184,7 +196,10 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate],
             if st is not None:
                 st.breaker.record_success()
             attempts.append(Attempt(cand.name, cand.tier, "ok", _elapsed_ms(t0)))
-            yield Served(cand, final, attempts)
+            estimated = st is not None and final.completion_tokens == 0 and deltas_here > 0
+            if estimated:
+                final = _estimate_usage(final, request, deltas_here)
+            yield Served(cand, final, attempts, usage_estimated=estimated)
             return
     raise Unavailable("no backend could serve the request: " + _summary(attempts))
 
