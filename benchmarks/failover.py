@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edge.client import Client  # noqa: E402
-from edge.testing.providers import Fault, ProviderServer  # noqa: E402
+from edge.testing.providers import Fault, ProviderServer, continuing  # noqa: E402
 
 REPLY = "Short answers keep this benchmark about failover, not about generation speed."
 PROBE_INTERVAL_S = 0.5
@@ -120,8 +120,10 @@ def main() -> None:
     args = ap.parse_args()
     n = 30 if args.quick else 100
 
-    lan = ProviderServer("openai", reply=REPLY).start()
-    cloud = ProviderServer("openai", reply=REPLY).start()
+    # Both continue a partial answer the way a model would, so a stream cut mid-way
+    # and continued elsewhere still ends as the one whole REPLY.
+    lan = ProviderServer("openai", reply=continuing(REPLY)).start()
+    cloud = ProviderServer("openai", reply=continuing(REPLY)).start()
     out: dict[str, object] = {"benchmark": "failover", "providers": "loopback emulators (edge.testing.providers)",
                               "requests_per_scenario": n, "probe_interval_s": PROBE_INTERVAL_S}
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,15 +172,20 @@ def main() -> None:
                 time.sleep(0.02)
             out["recovery_s"] = round(time.monotonic() - t0, 3)
 
-            # Gateway overhead: edge -> healthy provider, against httpx straight to the provider.
-            body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 256}
+            # Gateway overhead: edge -> healthy provider, against httpx sending the provider
+            # the request edge sends (a stream, read to its end).
+            body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 256,
+                    "stream": True, "stream_options": {"include_usage": True}}
             direct, via = [], []
             with httpx.Client() as http:
                 for i in range(n):
                     for side in (("direct", "edge") if i % 2 == 0 else ("edge", "direct")):
                         t = time.perf_counter()
                         if side == "direct":
-                            http.post(f"{lan.base_url}/chat/completions", json=body).raise_for_status()
+                            with http.stream("POST", f"{lan.base_url}/chat/completions", json=body) as resp:
+                                resp.raise_for_status()
+                                for _line in resp.iter_lines():
+                                    pass
                             direct.append((time.perf_counter() - t) * 1000)
                         else:
                             client.ask("hello", max_tokens=256, timeout=10)

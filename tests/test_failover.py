@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from edge.testing.providers import Fault, ProviderServer
+from edge.testing.providers import Fault, ProviderServer, continuing
 from edge.v1 import router_pb2 as pb
 
 from .conftest import fake_config
@@ -22,23 +22,6 @@ from .test_server import wait_until
 REPLY = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
 LOCAL_REPLY = "local answer"
 SECRET = "sk-test-SECRET-never-log-me-42"
-
-
-def continuing(full: str):
-    """A provider reply that continues a partial assistant turn, as a real model would."""
-
-    def reply(body: dict) -> str:
-        prefix = ""
-        msgs = body.get("messages") or []
-        if msgs and msgs[-1].get("role") == "assistant":
-            content = msgs[-1].get("content")
-            prefix = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
-        contents = body.get("contents") or []
-        if contents and contents[-1].get("role") == "model":
-            prefix = "".join(p.get("text", "") for p in contents[-1]["parts"])
-        return full[len(prefix):] if prefix and full.startswith(prefix) else full
-
-    return reply
 
 
 def remote_config(*servers: tuple[str, str, ProviderServer], first_byte_s: float = 0.5, idle_s: float = 0.5,

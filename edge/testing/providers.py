@@ -85,7 +85,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["KINDS", "FAULT_KINDS", "Fault", "ProviderServer", "RecordedRequest", "main"]
+__all__ = ["KINDS", "FAULT_KINDS", "Fault", "ProviderServer", "RecordedRequest", "continuing", "main"]
 
 KINDS = ("openai", "anthropic", "gemini")
 FAULT_KINDS = ("none", "refuse", "hang", "slow_first_byte", "status", "cut_stream", "malformed_json",
@@ -667,6 +667,27 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "anthropic":
             return self._json(200, {"data": [entry], "has_more": False, "first_id": model, "last_id": model}, fault)
         return self._json(200, {"models": [entry]}, fault)
+
+
+def continuing(full: str) -> Callable[[dict], str]:
+    """A `reply` that continues a partial assistant turn, as a real model would.
+
+    When a request ends with an assistant (OpenAI, Anthropic) or model (Gemini) turn
+    that is a prefix of `full`, the reply is the rest of `full`; otherwise all of it.
+    """
+
+    def reply(body: dict) -> str:
+        prefix = ""
+        msgs = body.get("messages") or []
+        if msgs and msgs[-1].get("role") == "assistant":
+            content = msgs[-1].get("content")
+            prefix = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        contents = body.get("contents") or []
+        if contents and contents[-1].get("role") == "model":
+            prefix = "".join(p.get("text", "") for p in contents[-1].get("parts", []))
+        return full[len(prefix):] if prefix and full.startswith(prefix) else full
+
+    return reply
 
 
 class ProviderServer:
