@@ -142,6 +142,14 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{m.n_threads:>7}")
     if status.models:
         print(f"resident memory: {status.models[0].resident_bytes / 2**20:.0f} MiB   (* = default model)")
+    print(f"network: {status.network}")
+    if status.backends:
+        print(f"{'BACKEND':20} {'TIER':7} {'KIND':10} {'BREAKER':10} {'FAILS':>5} {'OUT':>4} {'REQS':>6} {'ERRORS':>6}  NOTE")
+        for b in status.backends:
+            tier = {1: "local", 2: "onprem", 3: "cloud"}.get(b.tier, "?")
+            note = b.out_of_rotation or (f"next probe in {b.retry_in_s:.1f}s" if b.breaker == "open" else "")
+            print(f"{b.name:20} {tier:7} {b.kind:10} {b.breaker:10} {b.consecutive_failures:>5} {b.outstanding:>4} "
+                  f"{b.requests_total:>6} {b.failures_total:>6}  {note}")
     return 0
 
 

@@ -342,3 +342,20 @@ def test_kill_and_restart_the_provider_under_load_loses_nothing(daemon_factory, 
     assert errors == []
     assert "local" in served and served.count("lan") > 0
     assert len(lan.requests) > before_restart  # traffic returned to the provider
+
+
+def test_edge_status_shows_backends_breakers_and_network(daemon_factory, providers):
+    import subprocess
+    import sys
+
+    lan = providers("openai")
+    lan.set_fault(Fault("refuse"))
+    d = daemon_factory(remote_config(("onprem", "lan", lan), resilience={"max_retries": 0, "breaker_failures": 1,
+                                                                         "probe_interval_s": 600}))
+    ask(d)
+    out = subprocess.run([sys.executable, "-m", "edge", "status", "--target", d.target], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "network: down" in out.stdout
+    line = next(x for x in out.stdout.splitlines() if x.startswith("lan "))
+    assert "onprem" in line and "open" in line and "next probe in" in line
