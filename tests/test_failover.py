@@ -359,3 +359,19 @@ def test_edge_status_shows_backends_breakers_and_network(daemon_factory, provide
     assert "network: down" in out.stdout
     line = next(x for x in out.stdout.splitlines() if x.startswith("lan "))
     assert "onprem" in line and "open" in line and "next probe in" in line
+
+
+def test_onprem_pool_balances_by_least_outstanding_requests(daemon_factory, providers):
+    a = providers("openai", token_delay_s=0.05)
+    b = providers("openai", token_delay_s=0.05)
+    d = daemon_factory(remote_config(("onprem", "lan-a", a), ("onprem", "lan-b", b), first_byte_s=2))
+    served: list[str] = []
+    threads = [threading.Thread(target=lambda: served.append(ask(d, timeout=20)[0].served_by.backend))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)  # each arrives while the earlier ones are still streaming
+    for t in threads:
+        t.join(30)
+    # Config order alone would send all four to lan-a; least outstanding splits them.
+    assert sorted(served) == ["lan-a", "lan-a", "lan-b", "lan-b"]
