@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState
+from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
 
 __all__ = ["AnthropicBackend"]
 
@@ -78,12 +78,7 @@ class AnthropicBackend(RemoteBackend):
         body: dict[str, Any] = {"model": self.model, "max_tokens": p.max_tokens, "messages": messages}
         if system:
             body["system"] = system
-        if p.temperature is not None:
-            body["temperature"] = p.temperature
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
-        if p.stop:
-            body["stop_sequences"] = list(p.stop)
+        body.update(sampling_fields(p, temperature="temperature", top_p="top_p", stop="stop_sequences", seed=None))
         if request.stream:
             body["stream"] = True
         return f"{self.base_url}/v1/messages", None, body

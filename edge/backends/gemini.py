@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState
+from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
 from edge.errors import BackendRejectedRequest, RetryableBackendError
 
 __all__ = ["GeminiBackend"]
@@ -48,15 +48,9 @@ class GeminiBackend(RemoteBackend):
         if request.assistant_prefix:
             contents.append({"role": "model", "parts": [{"text": request.assistant_prefix}]})
         p = request.params
-        config: dict[str, Any] = {"maxOutputTokens": p.max_tokens}
-        if p.temperature is not None:
-            config["temperature"] = p.temperature
-        if p.top_p is not None:
-            config["topP"] = p.top_p
-        if p.stop:
-            config["stopSequences"] = list(p.stop)
-        if p.seed is not None:
-            config["seed"] = p.seed
+        config: dict[str, Any] = {"maxOutputTokens": p.max_tokens,
+                                  **sampling_fields(p, temperature="temperature", top_p="topP",
+                                                    stop="stopSequences", seed="seed")}
         body: dict[str, Any] = {"contents": contents, "generationConfig": config}
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState
+from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
 
 __all__ = ["OpenAIBackend"]
 
@@ -48,15 +48,8 @@ class OpenAIBackend(RemoteBackend):
         # OpenAI itself has deprecated max_tokens (its reasoning models reject it);
         # compatible servers know max_tokens far more widely than its successor.
         limit_key = "max_completion_tokens" if self.base_url == self.default_base_url else "max_tokens"
-        body: dict[str, Any] = {"model": self.model, "messages": messages, limit_key: p.max_tokens}
-        if p.temperature is not None:
-            body["temperature"] = p.temperature
-        if p.top_p is not None:
-            body["top_p"] = p.top_p
-        if p.stop:
-            body["stop"] = list(p.stop)
-        if p.seed is not None:
-            body["seed"] = p.seed
+        body: dict[str, Any] = {"model": self.model, "messages": messages, limit_key: p.max_tokens,
+                                **sampling_fields(p, temperature="temperature", top_p="top_p", stop="stop", seed="seed")}
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -37,10 +37,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from edge.backends.base import Backend, Chunk, GenerationRequest, ModelDescription, Timeouts
+from edge.backends.base import Backend, Chunk, GenerationRequest, ModelDescription, SamplingParams, Timeouts
 from edge.errors import BackendError, BackendMisconfigured, BackendRejectedRequest, RetryableBackendError
 
-__all__ = ["RemoteBackend", "SSEEvent", "SSEParser", "StreamState", "classify_status", "parse_retry_after"]
+__all__ = ["RemoteBackend", "SSEEvent", "SSEParser", "StreamState", "classify_status", "parse_retry_after",
+           "sampling_fields"]
 
 T = TypeVar("T")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -50,6 +51,22 @@ _RETRYABLE = frozenset({408, 409, 425, 429})
 # Shape errors while reading a provider's JSON: the response is malformed, and
 # malformed responses are worth a retry elsewhere.
 _MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def sampling_fields(p: SamplingParams, *, temperature: str, top_p: str, stop: str,
+                    seed: str | None) -> dict[str, Any]:
+    """The optional sampling parameters a request set, under each provider's names
+    (seed=None: the provider has none, e.g. Anthropic)."""
+    out: dict[str, Any] = {}
+    if p.temperature is not None:
+        out[temperature] = p.temperature
+    if p.top_p is not None:
+        out[top_p] = p.top_p
+    if p.stop:
+        out[stop] = list(p.stop)
+    if p.seed is not None and seed is not None:
+        out[seed] = p.seed
+    return out
 
 
 @dataclass(frozen=True)
