@@ -210,6 +210,37 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0 if all(m.verified for m in installed) else 1
 
 
+# -- usage --------------------------------------------------------------------------------
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from edge.config import load_settings
+    from edge.errors import EdgeError
+    from edge.ledger import Ledger, default_ledger_path, format_usage
+
+    try:
+        settings = load_settings(args.config)
+        path = Path(settings.ledger_path).expanduser() if settings.ledger_path else default_ledger_path()
+        if not path.exists():
+            _err(f"no ledger at {path} yet: it is written as the daemon serves requests")
+            return 1
+        with Ledger(path) as ledger:
+            rows = ledger.usage_by_day(args.days)
+            budget = ledger.budget_status(settings.cost)
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    if args.json:
+        print(json.dumps([{**{k: v for k, v in vars(r).items() if k != "day"}, "day": r.day.isoformat()}
+                          for r in rows], indent=2, default=str))
+        return 0
+    print(f"ledger: {path}")
+    print(format_usage(rows))
+    for label, window in (("today", budget.day), ("this month", budget.month)):
+        limit = f"of ${window.limit_usd:.4f} (${window.remaining_usd:.4f} left)" if window.limit_usd else "(no budget)"
+        print(f"spent {label}: ${window.spent_usd:.4f} {limit}")
+    return 0
+
+
 # -- config -------------------------------------------------------------------------------
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -307,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--config", "-c")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models_list)
+
+    u = sub.add_parser("usage", help="spend and routing by day, from the ledger")
+    u.add_argument("--config", "-c")
+    u.add_argument("--days", type=int, default=7)
+    u.add_argument("--json", action="store_true")
+    u.set_defaults(func=cmd_usage)
 
     c = sub.add_parser("config", help="validate a config file or print the schema")
     csub = c.add_subparsers(dest="config_command", required=True)

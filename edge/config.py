@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.pricing import CostSettings
 
 __all__ = [
     "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
@@ -138,6 +139,8 @@ class Settings(_Section):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     onprem: list[RemoteEntry] = Field(default_factory=list, description="On-prem OpenAI-compatible servers, balanced by least outstanding requests")
     cloud: list[RemoteEntry] = Field(default_factory=list, description="Cloud providers, tried in this order")
+    cost: CostSettings = Field(default_factory=CostSettings)
+    ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     @field_validator("local")

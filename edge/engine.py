@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from edge.catalog import default_models_dir, load_manifest, verify_file
 from edge.config import ModelEntry, RemoteEntry, Settings
 from edge.errors import ConfigError, ModelNotFound
 from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
+from edge.ledger import Ledger, LedgerEntry, default_ledger_path
+from edge.pricing import PriceTable, cost_usd, local_cost_usd
 from edge.resilience import BreakerState, CircuitBreaker
 from edge.router import Reason, decide
 from edge.router.policy import Decision
@@ -56,6 +59,7 @@ class Result:
     trace: list[Reason] = field(default_factory=list)
     degraded: bool = False
     attempts: list[Attempt] = field(default_factory=list)
+    cost_usd: float = 0.0
 
 
 def _build_backend(entry: ModelEntry, settings: Settings, models_dir: Path) -> ThreadedBackend:
@@ -128,6 +132,11 @@ class Engine:
         configured = {"onprem": bool(settings.onprem), "cloud": bool(settings.cloud)}
         self.remote_tiers = tuple(t for t in ("onprem", "cloud") if configured[t])
         self._probe_task: asyncio.Task[None] | None = None
+        self.prices = PriceTable.load(settings.cost.prices)
+        self.ledger = Ledger(Path(settings.ledger_path).expanduser() if settings.ledger_path else default_ledger_path())
+        # One writer thread: ledger writes stay off the event loop, in order, and
+        # close() waits for the last of them.
+        self._ledger_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.started_at = time.monotonic()
 
     async def start(self) -> None:
@@ -149,6 +158,60 @@ class Engine:
             self._probe_task.cancel()
         await asyncio.gather(*(b.close() for b in self.backends.values()),
                              *(st.backend.close() for st in self.remotes.values()))
+        await asyncio.to_thread(self._ledger_writer.shutdown, wait=True)
+        self.ledger.close()
+
+    # -- cost and the ledger ------------------------------------------------------------
+
+    def _price(self, cand: Candidate):  # type: ignore[no-untyped-def]
+        return self.prices.price_for(getattr(cand.backend, "kind", ""), cand.model)
+
+    def _cost_gate(self, req: ValidRequest, chain: list[Candidate]) -> tuple[list[Candidate], list[Attempt]]:
+        """Drop remote candidates whose worst-case cost (at max_tokens) breaks the
+        request's ceiling, the configured per-request ceiling, or a budget from the ledger."""
+        cost = self.settings.cost
+        ceilings = [c for c in (req.max_cost_usd, cost.max_cost_per_request_usd) if c > 0]
+        budgets = cost.daily_budget_usd > 0 or cost.monthly_budget_usd > 0
+        if not ceilings and not budgets:
+            return chain, []
+        prompt_est = max(1, sum(len(m.content) for m in req.generation.messages) // 4)
+        kept, skipped = [], []
+        for cand in chain:
+            price = self._price(cand) if cand.remote is not None else None
+            if price is None:  # local work, on-prem or an unpriced model: nothing to gate on
+                kept.append(cand)
+                continue
+            estimate = cost_usd(price, prompt_est, req.generation.params.max_tokens)
+            if ceilings and estimate > min(ceilings):
+                skipped.append(Attempt(cand.name, cand.tier, "over_cost_ceiling", 0.0,
+                                       f"up to ${estimate:.6f} at max_tokens, ceiling ${min(ceilings):.6f}"))
+                continue
+            if budgets:
+                ok, why = self.ledger.allows(estimate, cost)
+                if not ok:
+                    skipped.append(Attempt(cand.name, cand.tier, "over_budget", 0.0, why))
+                    continue
+            kept.append(cand)
+        return kept, skipped
+
+    def _cost_of(self, cand: Candidate, final_prompt: int, final_completion: int, seconds: float) -> float:
+        if cand.remote is None:
+            c = self.settings.cost
+            return local_cost_usd(seconds, watts=c.local_watts, usd_per_kwh=c.usd_per_kwh,
+                                  amortization_usd_per_hour=c.local_amortization_usd_per_hour)
+        price = self._price(cand)
+        return cost_usd(price, final_prompt, final_completion) if price is not None else 0.0
+
+    def record(self, entry: LedgerEntry) -> None:
+        """Queue a ledger write; never blocks the loop, never fails the request."""
+        future = self._ledger_writer.submit(self.ledger.record, entry)
+        future.add_done_callback(lambda f: f.exception() and log.error(
+            "ledger write failed", extra={"request_id": entry.request_id, "error": str(f.exception())}))
+
+    def record_failure(self, request_id: str, status: str, latency_ms: float) -> None:
+        self.record(LedgerEntry(request_id=request_id, ts=time.time(), tier="", backend="", model="",
+                                prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
+                                outcome=status))
 
     def network(self) -> str:
         """'local-only', 'offline', 'up' (a remote backend is usable) or 'down'."""
@@ -188,7 +251,8 @@ class Engine:
         notices: list[Reason] = []
         first_at: float | None = None
         served: Served | None = None
-        async for event in run_chain(req.generation, self._chain(decision), self.settings.resilience):
+        chain, skipped = self._cost_gate(req, self._chain(decision))
+        async for event in run_chain(req.generation, chain, self.settings.resilience, skipped):
             if isinstance(event, str):
                 if first_at is None:
                     first_at = time.monotonic()
@@ -221,7 +285,17 @@ class Engine:
         trace.extend(notices)
         if served.usage_estimated:
             trace.append(Reason("USAGE_ESTIMATED", f"{cand.name} reported no token usage; counts are estimates"))
+        for a in served.attempts:
+            if a.outcome in ("over_budget", "over_cost_ceiling"):
+                trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
+        cost = self._cost_of(cand, final.prompt_tokens, final.completion_tokens, ended - started)
+        tier_name = {v: k for k, v in TIERS.items()}[cand.tier]
+        self.record(LedgerEntry(
+            request_id=req.generation.request_id, ts=time.time(), tier=tier_name, backend=cand.name,
+            model=cand.model, prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
+            cost_usd=cost, latency_ms=timings.total_ms, outcome="ok", reasons=[r.code for r in trace],
+            degraded=degraded))
         yield Result(request_id=req.generation.request_id, text="".join(parts), finish_reason=final.finish_reason or "",
                      prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, tier=cand.tier,
                      backend=cand.name, model=cand.model, timings=timings, trace=trace, degraded=degraded,
-                     attempts=list(served.attempts))
+                     attempts=list(served.attempts), cost_usd=cost)

@@ -67,7 +67,8 @@ class Candidate:
 class Attempt:
     backend: str
     tier: int
-    outcome: str  # ok | retryable_error | misconfigured | rejected | breaker_open | out_of_rotation | no_time
+    # ok | retryable_error | misconfigured | breaker_open | out_of_rotation | no_time | over_budget | over_cost_ceiling
+    outcome: str
     latency_ms: float
     detail: str = ""
 
@@ -100,15 +101,15 @@ def _elapsed_ms(t0: float) -> float:
     return (time.monotonic() - t0) * 1000
 
 
-async def run_chain(request: GenerationRequest, chain: list[Candidate],
-                    settings: ResilienceSettings) -> AsyncIterator[str | Notice | Served]:
+async def run_chain(request: GenerationRequest, chain: list[Candidate], settings: ResilienceSettings,
+                    skipped: list[Attempt] | None = None) -> AsyncIterator[str | Notice | Served]:
     """Yield text deltas (and notices) from the first backend that answers, then Served.
 
     Raises InvalidArgument when a provider rejects the request (HTTP 400), the local
     backend's own errors (queue full, deadline) when the local model was reached, and
     Unavailable when nothing in the chain could answer.
     """
-    attempts: list[Attempt] = []
+    attempts: list[Attempt] = list(skipped or ())  # candidates the policy already ruled out, with why
     sent = ""
     for index, cand in enumerate(chain):
         is_last = index == len(chain) - 1

@@ -80,6 +80,7 @@ def _to_proto(result: Result) -> pb.GenerateResponse:
                            total_ms=t.total_ms, tokens_per_second=t.tokens_per_second),
         trace=[pb.Reason(code=r.code, detail=r.detail) for r in result.trace],
         degraded=result.degraded,
+        cost_usd=result.cost_usd,
         attempts=[pb.Attempt(backend=a.backend, tier=a.tier, outcome=a.outcome, latency_ms=a.latency_ms,
                              detail=a.detail) for a in result.attempts],
     )
@@ -90,7 +91,8 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
         self._daemon = daemon
         self._engine = daemon.engine
 
-    async def _fail(self, context: grpc.aio.ServicerContext, request_id: str, exc: BaseException) -> None:
+    async def _fail(self, context: grpc.aio.ServicerContext, request_id: str, exc: BaseException,
+                    started: float) -> None:
         if isinstance(exc, EdgeError):
             code, message = status_code_for(exc), str(exc)
         else:
@@ -98,6 +100,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
             log.exception("internal error", extra={"request_id": request_id})
             code, message = grpc.StatusCode.INTERNAL, f"internal error (request_id {request_id})"
         log.info("request failed", extra={"request_id": request_id, "status": code.name, "error": message})
+        self._engine.record_failure(request_id or "-", code.name, (time.monotonic() - started) * 1000)
         await context.abort(code, message)
 
     def _admit(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
@@ -113,6 +116,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
                       stream: bool) -> AsyncIterator[str | Notice | Result]:
         """The request path shared by both RPCs: text deltas, then one Result; errors become statuses."""
         request_id = request.request_id or ""
+        started = time.monotonic()
         try:
             request_id, valid = self._admit(request, context, stream)
             async for event in self._engine.generate(valid):
@@ -123,7 +127,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
             log.info("request cancelled", extra={"request_id": request_id})
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the daemon
-            await self._fail(context, request_id, exc)
+            await self._fail(context, request_id, exc, started)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
         result = None

@@ -82,11 +82,14 @@ def start_daemon(tmp_path: Path, config: str, *, name: str = "daemon", wait_serv
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(config, encoding="utf-8")
     addr = tmp_path / f"{name}.addr.json"
+    addr.unlink(missing_ok=True)  # a restart under the same name must not read the old port
     log_path = tmp_path / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge", "serve", "--config", str(cfg), "--address-file", str(addr)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp_path)
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            # Each daemon keeps its own ledger: spending must not leak between tests.
+            env={**os.environ, "EDGE_LEDGER": str(tmp_path / f"{name}.ledger.sqlite3"), **(env or {})})
     deadline = time.monotonic() + 60
     while not addr.exists():
         if proc.poll() is not None:
