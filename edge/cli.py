@@ -210,6 +210,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0 if all(m.verified for m in installed) else 1
 
 
+# -- profile ------------------------------------------------------------------------------
+
 # -- usage --------------------------------------------------------------------------------
 
 def cmd_usage(args: argparse.Namespace) -> int:
@@ -339,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models_list)
 
+    pr = sub.add_parser("profile", help="measure this hardware and the installed models (--json, --budget S, --all)",
+                        add_help=False)
+    pr.add_argument("rest", nargs=argparse.REMAINDER)
+
     u = sub.add_parser("usage", help="spend and routing by day, from the ledger")
     u.add_argument("--config", "-c")
     u.add_argument("--days", type=int, default=7)
@@ -357,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["profile"]:
+        # The profiler owns its options (argparse cannot pass "--help" through REMAINDER).
+        from edge.profiler import main as profile_main
+
+        return profile_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

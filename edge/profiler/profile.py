@@ -1,0 +1,190 @@
+"""A model's measured speed on this hardware, refined by real traffic, and its cache on disk.
+
+A profile is stored as JSON under `<user cache>/edge/profiles/` (or a given
+directory), one file per (hardware fingerprint, model sha256, llama-cpp-python
+version): a change to any of the three, a new CPU, a re-quantised model or a new
+llama.cpp, is a miss and asks for a fresh measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from edge.errors import InvalidArgument
+
+__all__ = [
+    "EMA_ALPHA",
+    "SCHEMA_VERSION",
+    "ModelProfile",
+    "ThreadResult",
+    "default_profiles_dir",
+    "profile_path",
+    "load_profile",
+    "save_profile",
+]
+
+SCHEMA_VERSION = 1
+# Weight of one real request in the moving averages: about the last 1/alpha = 5
+# requests dominate, so a profile follows a busier or throttled machine within a
+# handful of requests while one odd request moves it only a fifth of the way.
+EMA_ALPHA = 0.2
+_UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+@dataclass
+class ThreadResult:
+    """Median rates over `runs` timed runs at one thread count (tokens per second)."""
+
+    threads: int
+    prompt_tps: float
+    gen_tps: float
+    runs: int
+
+
+@dataclass
+class ModelProfile:
+    """One model's speed on one machine.
+
+    Units: rates in tokens/s, `ttft_ms` in milliseconds, `load_s`/`warmup_s`/
+    `elapsed_s`/`budget_s` in seconds, sizes in bytes, `bandwidth_gbps` in 1e9 B/s,
+    `measured_at`/`updated_at` in Unix seconds. `prompt_tps` and `gen_tps` start as
+    the measurement at `best_threads` and then follow `observe()`.
+
+    `rss_bytes` is the process's resident memory added by loading the model and
+    running one warm-up generation: llama.cpp maps the weights with mmap, so they
+    become resident only when first used (`rss_load_bytes` is the constructor's share
+    alone). It undercounts when this process already had the file mapped.
+
+    `roofline_tps` = memory bandwidth / model file bytes, the rate at which every
+    weight can be streamed once per token; `roofline_fraction` = `gen_tps` as
+    measured / that (None when no bandwidth was measured).
+
+    Not thread-safe: call `observe()` from one thread (the backend's worker, or the
+    event loop).
+    """
+
+    name: str
+    model_path: str
+    sha256: str
+    model_bytes: int
+    fingerprint: str
+    llama_version: str
+    prompt_tps: float
+    gen_tps: float
+    best_threads: int
+    ttft_ms: float
+    load_s: float
+    warmup_s: float
+    rss_bytes: int
+    rss_load_bytes: int
+    bandwidth_gbps: float | None
+    roofline_tps: float | None
+    roofline_fraction: float | None
+    by_threads: list[ThreadResult]
+    prompt_tokens: int
+    gen_tokens: int
+    repeats: int
+    truncated: bool
+    truncated_reason: str
+    budget_s: float
+    elapsed_s: float
+    measured_at: float
+    observations: int = 0
+    updated_at: float | None = None
+    n_gpu_layers: int = 0
+
+    def observe(self, prompt_tokens: int, prompt_s: float, gen_tokens: int, gen_s: float) -> None:
+        """Fold one real request into the rates: rate <- (1 - EMA_ALPHA) * rate + EMA_ALPHA * observed.
+
+        `prompt_tokens` are the tokens llama.cpp actually evaluated in `prompt_s`
+        seconds (exclude a prefix served from the KV cache); `gen_tokens` the tokens
+        generated in `gen_s` seconds after the first one. A side with no tokens or
+        no positive time is left as it was.
+        """
+        changed = False
+        if prompt_tokens > 0 and prompt_s > 0:
+            self.prompt_tps = (1 - EMA_ALPHA) * self.prompt_tps + EMA_ALPHA * (prompt_tokens / prompt_s)
+            changed = True
+        if gen_tokens > 0 and gen_s > 0:
+            self.gen_tps = (1 - EMA_ALPHA) * self.gen_tps + EMA_ALPHA * (gen_tokens / gen_s)
+            changed = True
+        if changed:
+            self.observations += 1
+            self.updated_at = time.time()
+
+    def predict_latency_s(self, prompt_tokens: int, expected_output_tokens: int, queue_wait_s: float = 0.0) -> float:
+        """Seconds until the answer is complete: queue wait + prompt tokens / prompt rate
+        + expected output tokens / generation rate. Raises InvalidArgument on negative input."""
+        if prompt_tokens < 0:
+            raise InvalidArgument("prompt_tokens", f"must be >= 0, got {prompt_tokens}")
+        if expected_output_tokens < 0:
+            raise InvalidArgument("expected_output_tokens", f"must be >= 0, got {expected_output_tokens}")
+        if queue_wait_s < 0:
+            raise InvalidArgument("queue_wait_s", f"must be >= 0, got {queue_wait_s}")
+        return queue_wait_s + prompt_tokens / self.prompt_tps + expected_output_tokens / self.gen_tps
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable; `from_dict(to_dict())` round-trips."""
+        return {"schema": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelProfile:
+        """Raises KeyError/TypeError/ValueError when `data` is not a profile of this schema."""
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"profile schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["by_threads"] = [ThreadResult(**t) for t in data["by_threads"]]
+        return cls(**kwargs)
+
+
+def default_profiles_dir() -> Path:
+    """`<user cache>/edge/profiles`."""
+    return Path(platformdirs.user_cache_dir("edge")) / "profiles"
+
+
+def profile_path(fingerprint: str, sha256: str, llama_version: str, directory: Path | None = None) -> Path:
+    """The file that holds the profile for this key (it may not exist)."""
+    # The version comes from a package and could hold characters a file name must not.
+    parts = (_UNSAFE.sub("_", fingerprint), _UNSAFE.sub("_", sha256), _UNSAFE.sub("_", llama_version))
+    return (directory or default_profiles_dir()) / "{}-{}-llama_cpp-{}.json".format(*parts)
+
+
+def load_profile(fingerprint: str, sha256: str, llama_version: str,
+                 directory: Path | None = None) -> ModelProfile | None:
+    """The stored profile for exactly this key, or None (absent, unreadable, another
+    schema, or a file whose recorded key differs: a stale cache is a miss, not an error)."""
+    path = profile_path(fingerprint, sha256, llama_version, directory)
+    try:
+        profile = ModelProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (profile.fingerprint, profile.sha256, profile.llama_version) != (fingerprint, sha256, llama_version):
+        return None
+    return profile
+
+
+def save_profile(profile: ModelProfile, directory: Path | None = None) -> Path:
+    """Write atomically under the profile's own key; returns the path. Raises OSError
+    when the directory cannot be created or written."""
+    path = profile_path(profile.fingerprint, profile.sha256, profile.llama_version, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temp name: the daemon and `edge profile` may save the same key at once.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(profile.to_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return path
