@@ -114,7 +114,18 @@ class RoutingSettings(_Section):
     local_only: bool = Field(False, description="Every request stays on this device, whatever it asks for")
     chain: list[Literal["onprem", "cloud", "local"]] = Field(
         default_factory=lambda: ["onprem", "cloud", "local"],
-        description="Order in which tiers are tried for AUTO requests; local is always appended as the last resort")
+        description="Order in which remote tiers are tried; local is always there as the last resort")
+    strategy: Literal["smart", "chain"] = Field("smart", description="'smart': cost, latency, load and difficulty choose local or remote per request; 'chain': AUTO requests always walk the chain, remote first")
+    difficulty_threshold: float = Field(0.5, ge=0, le=1, description="Difficulty score at or above which a request goes remote")
+    cascade: bool = Field(True, description="Answer uncertain requests locally and escalate when the local model is not confident")
+    cascade_band: float = Field(0.25, ge=0, le=1, description="Local decisions with difficulty at or above this are confidence-checked")
+    cascade_min_mean_logprob: float = Field(-1.0, le=0, description="Escalate when the mean log-probability of the local answer's tokens is below this")
+    cascade_min_token_logprob: float = Field(-8.0, le=0, description="Escalate when any token's log-probability is below this")
+    cascade_holdback_tokens: int = Field(16, ge=1, le=1024, description="Tokens held back from a streaming client until the confidence check has run")
+    max_queue_depth: int = Field(2, ge=1, le=10_000, description="Requests waiting for the local model at which new ones go remote")
+    cpu_high_percent: float = Field(90.0, ge=0, le=100, description="Other programs' CPU use at which requests go remote")
+    memory_high_percent: float = Field(90.0, ge=0, le=100, description="Memory use at which requests go remote")
+    battery_low_percent: float = Field(20.0, ge=0, le=100, description="On battery at or below this charge, requests go remote")
 
 
 class ResilienceSettings(_Section):

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.backends.base import Backend, ModelDescription, Timeouts
 from edge.backends.fake import FakeBackend
@@ -25,7 +26,9 @@ from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe
 from edge.ledger import Ledger, LedgerEntry, default_ledger_path
 from edge.pricing import PriceTable, cost_usd, local_cost_usd
 from edge.resilience import BreakerState, CircuitBreaker
-from edge.router import Reason, decide
+from edge.router import Reason, Signals, Thresholds, decide, weigh
+from edge.router.estimates import LocalEstimate
+from edge.router.load import LoadMonitor
 from edge.router.policy import Decision
 from edge.v1 import router_pb2 as pb
 from edge.validation import ValidRequest
@@ -133,6 +136,14 @@ class Engine:
         self.remote_tiers = tuple(t for t in ("onprem", "cloud") if configured[t])
         self._probe_task: asyncio.Task[None] | None = None
         self.prices = PriceTable.load(settings.cost.prices)
+        r = settings.routing
+        self.thresholds = Thresholds(difficulty=r.difficulty_threshold, cascade_band=r.cascade_band,
+                                     max_queue_depth=r.max_queue_depth, cpu_percent=r.cpu_high_percent,
+                                     memory_percent=r.memory_high_percent, battery_percent=r.battery_low_percent,
+                                     cascade=r.cascade)
+        self.estimates = {name: LocalEstimate() for name in self.backends}
+        self.load = LoadMonitor()
+        self.classifier: Any = None  # set by start() when the router models are installed
         self.ledger = Ledger(Path(settings.ledger_path).expanduser() if settings.ledger_path else default_ledger_path())
         # One writer thread: ledger writes stay off the event loop, in order, and
         # close() waits for the last of them.
@@ -202,6 +213,25 @@ class Engine:
         price = self._price(cand)
         return cost_usd(price, final_prompt, final_completion) if price is not None else 0.0
 
+    async def _signals(self, req: ValidRequest, decision: Decision, *, remote_affordable: bool) -> Signals:
+        """Measure what the policy weighs: predicted latencies, load, difficulty."""
+        gen = req.generation
+        backend = self.backends[decision.model]
+        prompt_est = max(1, sum(len(m.content) for m in gen.messages) // 4)  # ~4 characters a token
+        first_remote = next((st for st in self.remotes.values() if st.tier == TIERS[decision.tiers[0]]), None)
+        load = self.load.sample()
+        difficulty = None
+        if self.classifier is not None:
+            difficulty = await asyncio.to_thread(self.classifier.score, [(m.role, m.content) for m in gen.messages])
+        return Signals(
+            max_latency_ms=req.max_latency_ms,
+            local_predicted_s=self.estimates[decision.model].predict_s(
+                prompt_tokens=prompt_est, max_tokens=gen.params.max_tokens, waiting=backend.queue.waiting),
+            remote_predicted_s=first_remote.latency_s.value if first_remote is not None else None,
+            remote_affordable=remote_affordable, queue_depth=backend.queue.waiting,
+            cpu_percent=load.cpu_percent, memory_percent=load.memory_percent, battery_percent=load.battery_percent,
+            on_battery=load.on_battery, thermal_throttled=load.thermal_throttled, difficulty=difficulty)
+
     def record(self, entry: LedgerEntry) -> None:
         """Queue a ledger write; never blocks the loop, never fails the request."""
         future = self._ledger_writer.submit(self.ledger.record, entry)
@@ -252,6 +282,11 @@ class Engine:
         first_at: float | None = None
         served: Served | None = None
         chain, skipped = self._cost_gate(req, self._chain(decision))
+        if routing.strategy == "smart" and decision.open_choice:
+            signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
+            decision = weigh(decision, signals, self.thresholds)
+            order = {t: i for i, t in enumerate(decision.tiers)}
+            chain.sort(key=lambda c: order[{v: k for k, v in TIERS.items()}[c.tier]])  # stable within a tier
         async for event in run_chain(req.generation, chain, self.settings.resilience, skipped):
             if isinstance(event, str):
                 if first_at is None:
@@ -276,7 +311,7 @@ class Engine:
             if decode_s > 0 and final.completion_tokens > 1 else 0.0,
         )
         trace = list(decision.reasons)
-        degraded = decision.wants_remote and cand.tier == pb.TIER_LOCAL
+        degraded = decision.tiers[0] != "local" and cand.tier == pb.TIER_LOCAL
         if degraded:
             tried = "; ".join(f"{a.backend}: {a.outcome}" for a in served.attempts if a.tier != pb.TIER_LOCAL)
             trace.append(Reason("DEGRADED_LOCAL", f"no remote tier could answer ({tried}); served by the local model"))
@@ -288,6 +323,10 @@ class Engine:
         for a in served.attempts:
             if a.outcome in ("over_budget", "over_cost_ceiling"):
                 trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
+        if cand.remote is None:
+            self.estimates[cand.model].observe(
+                prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),
+                completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
         cost = self._cost_of(cand, final.prompt_tokens, final.completion_tokens, ended - started)
         tier_name = {v: k for k, v in TIERS.items()}[cand.tier]
         self.record(LedgerEntry(

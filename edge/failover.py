@@ -23,10 +23,12 @@ from edge.errors import (
     BackendRejectedRequest,
     DeadlineExceeded,
     InvalidArgument,
+    Overloaded,
     RetryableBackendError,
     Unavailable,
 )
 from edge.resilience import BreakerState, CircuitBreaker, retry_delay
+from edge.router.estimates import Ema
 from edge.router import Reason
 
 __all__ = ["Attempt", "Candidate", "Notice", "RemoteState", "Served", "run_chain", "probe_loop"]
@@ -50,6 +52,7 @@ class RemoteState:
     # answer: first-byte and idle limits then watch the generation itself, where
     # a unary call only shows its first byte once the whole answer is done.
     stream_upstream: bool = True
+    latency_s: Ema = field(default_factory=Ema)  # successful attempts: what the policy predicts with
     requests_total: int = 0
     failures_total: int = 0
 
@@ -183,6 +186,12 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
                 attempts.append(Attempt(cand.name, cand.tier, "misconfigured", _elapsed_ms(t0), str(exc)))
                 log.error("backend taken out of rotation", extra={"backend": cand.name, "error": str(exc)})
                 break
+            except Overloaded as exc:
+                if st is not None or is_last:
+                    raise
+                # The local model chosen first is busy: the remote tiers after it take over.
+                attempts.append(Attempt(cand.name, cand.tier, "queue_full", _elapsed_ms(t0), str(exc)))
+                break
             except BackendRejectedRequest as exc:
                 if st is not None:
                     st.breaker.record_success()  # it answered; the request was at fault
@@ -196,6 +205,7 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
                     st.outstanding -= 1
             if st is not None:
                 st.breaker.record_success()
+                st.latency_s.add(time.monotonic() - t0)
             attempts.append(Attempt(cand.name, cand.tier, "ok", _elapsed_ms(t0)))
             estimated = st is not None and final.completion_tokens == 0 and deltas_here > 0
             if estimated:

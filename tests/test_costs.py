@@ -21,6 +21,9 @@ IN_PRICE, OUT_PRICE = 1000.0, 2000.0  # USD per million tokens: big enough to se
 
 def cost_config(srv: ProviderServer, cost: str = "") -> str:
     return fake_config(reply="local answer") + f"""
+[routing]
+strategy = "chain"
+
 [cost]
 local_watts = 10
 usd_per_kwh = 0.5

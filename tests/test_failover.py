@@ -26,6 +26,12 @@ SECRET = "sk-test-SECRET-never-log-me-42"
 
 def remote_config(*servers: tuple[str, str, ProviderServer], first_byte_s: float = 0.5, idle_s: float = 0.5,
                   extra: str = "", resilience: dict | None = None, local_reply: str = LOCAL_REPLY) -> str:
+    # "chain": these tests exercise failover, so AUTO requests go remote first whatever
+    # the routing signals would say (the policy has its own tests).
+    if "[routing]" in extra:
+        extra = extra.replace("[routing]", '[routing]\nstrategy = "chain"')
+    else:
+        extra = '[routing]\nstrategy = "chain"\n' + extra
     out = [fake_config(reply=local_reply), extra]
     knobs = {"backoff_base_s": 0.01, "probe_interval_s": 0.5, "breaker_cooldown_s": 1, **(resilience or {})}
     out.append("[resilience]\n" + "".join(f"{k} = {v}\n" for k, v in knobs.items()))

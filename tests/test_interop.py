@@ -49,6 +49,9 @@ def llama_server(default_model_path, tmp_path_factory):
 
 def test_llama_cpp_server_as_the_onprem_tier(daemon_factory, llama_server):
     d = daemon_factory(fake_config(reply="local fallback") + f"""
+[routing]
+strategy = "chain"
+
 [[onprem]]
 name = "llama-server"
 base_url = "{llama_server}"

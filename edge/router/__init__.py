@@ -1,5 +1,6 @@
 """The routing decision: signals compute numbers, one policy turns them into a decision with reasons."""
 
-from edge.router.policy import Decision, Reason, decide
+from edge.router.policy import Decision, Reason, decide, weigh
+from edge.router.signals import Signals, Thresholds
 
-__all__ = ["Decision", "Reason", "decide"]
+__all__ = ["Decision", "Reason", "Signals", "Thresholds", "decide", "weigh"]

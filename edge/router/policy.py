@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge.errors import Unavailable, UnknownModel
+from edge.router.signals import Signals, Thresholds
 from edge.v1 import router_pb2 as pb
 
-__all__ = ["Decision", "Reason", "decide", "REMOTE_TIERS"]
+__all__ = ["Decision", "Reason", "decide", "weigh", "REMOTE_TIERS"]
 
 REMOTE_TIERS = ("onprem", "cloud")
 
@@ -27,6 +28,10 @@ class Decision:
     model: str                      # the local model that answers if the chain reaches local
     tiers: tuple[str, ...]          # tiers to try, in order ("onprem", "cloud", "local")
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
+    # Answer locally, then check the local model's confidence and escalate when low.
+    cascade: bool = False
+    # The router may still choose between local and remote (AUTO with remote tiers).
+    open_choice: bool = False
 
     @property
     def wants_remote(self) -> bool:
@@ -75,4 +80,57 @@ def decide(*, requested_model: str, preference: int, local_models: list[str], de
         return Decision(model, ("local",), tuple(reasons))
     tiers = tuple(t for t in chain if t in remote_tiers) + ("local",)
     reasons.append(Reason("CHAIN", " -> ".join(tiers)))
-    return Decision(model, tiers, tuple(reasons))
+    return Decision(model, tiers, tuple(reasons), open_choice=True)
+
+
+def weigh(decision: Decision, s: Signals, th: Thresholds) -> Decision:
+    """Steps 2-6 for a request the hard constraints left open: cost, latency, load,
+    difficulty, cascade, in that order. The first step that decides wins; each step
+    that applies adds a reason. Remote first means the local model is still the
+    fallback; local first means remote tiers take over if the local queue is full."""
+    if not decision.open_choice:
+        return decision
+    remote = tuple(t for t in decision.tiers if t != "local")
+    reasons = [r for r in decision.reasons if r.code != "CHAIN"]
+
+    def go_remote(code: str, detail: str) -> Decision:
+        return Decision(decision.model, remote + ("local",), tuple(reasons + [Reason(code, detail)]))
+
+    def go_local(code: str, detail: str, cascade: bool = False) -> Decision:
+        return Decision(decision.model, ("local",) + remote, tuple(reasons + [Reason(code, detail)]), cascade=cascade)
+
+    # 2. cost
+    if not s.remote_affordable:
+        return go_local("COST_REMOTE_UNAFFORDABLE", "every remote candidate is over a cost ceiling or budget")
+    # 3. latency
+    if s.max_latency_ms and s.local_predicted_s is not None:
+        ceiling = s.max_latency_ms / 1000
+        if s.local_predicted_s > ceiling:
+            if s.remote_predicted_s is None or s.remote_predicted_s <= ceiling or s.remote_predicted_s < s.local_predicted_s:
+                remote_txt = "unknown" if s.remote_predicted_s is None else f"{s.remote_predicted_s:.2f}s"
+                return go_remote("LATENCY_LOCAL_TOO_SLOW", f"local predicted {s.local_predicted_s:.2f}s > ceiling "
+                                                           f"{ceiling:.2f}s; remote {remote_txt}")
+            reasons.append(Reason("LATENCY_BOTH_OVER", f"local {s.local_predicted_s:.2f}s and remote "
+                                                       f"{s.remote_predicted_s:.2f}s both exceed {ceiling:.2f}s; local is faster"))
+        else:
+            reasons.append(Reason("LATENCY_LOCAL_OK", f"local predicted {s.local_predicted_s:.2f}s <= ceiling {ceiling:.2f}s"))
+    # 4. load
+    if s.queue_depth >= th.max_queue_depth:
+        return go_remote("LOAD_QUEUE", f"{s.queue_depth} requests wait for the local model (threshold {th.max_queue_depth})")
+    if s.cpu_percent is not None and s.cpu_percent >= th.cpu_percent:
+        return go_remote("LOAD_CPU", f"CPU at {s.cpu_percent:.0f}% (threshold {th.cpu_percent:.0f}%)")
+    if s.memory_percent is not None and s.memory_percent >= th.memory_percent:
+        return go_remote("LOAD_MEMORY", f"memory at {s.memory_percent:.0f}% (threshold {th.memory_percent:.0f}%)")
+    if s.on_battery and s.battery_percent is not None and s.battery_percent <= th.battery_percent:
+        return go_remote("LOAD_BATTERY", f"on battery at {s.battery_percent:.0f}% (threshold {th.battery_percent:.0f}%)")
+    if s.thermal_throttled:
+        return go_remote("LOAD_THERMAL", "a temperature sensor is at or above its high mark")
+    # 5. difficulty, 6. cascade
+    if s.difficulty is None:
+        return go_local("DEFAULT_LOCAL", "no signal calls for a remote tier; the local model is cheapest")
+    if s.difficulty >= th.difficulty:
+        return go_remote("DIFFICULTY_HIGH", f"difficulty {s.difficulty:.2f} >= {th.difficulty:.2f}")
+    if th.cascade and s.difficulty >= th.cascade_band:
+        return go_local("CASCADE_ARMED", f"difficulty {s.difficulty:.2f} is uncertain (>= {th.cascade_band:.2f}): "
+                                         "answer locally, escalate if the local model is not confident", cascade=True)
+    return go_local("DIFFICULTY_LOW", f"difficulty {s.difficulty:.2f} < {th.difficulty:.2f}")

@@ -1,0 +1,42 @@
+"""Signals: the numbers the policy weighs. Computed by the engine, decided on by edge.router.policy.
+
+Every field is a measurement or a prediction with its unit; None means "not known"
+(no profile yet, no classifier installed, no sensor), and the policy skips a step
+whose signal is unknown rather than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Signals", "Thresholds"]
+
+
+@dataclass(frozen=True)
+class Signals:
+    # latency
+    max_latency_ms: int = 0                   # the caller's ceiling; 0 = none
+    local_predicted_s: float | None = None    # queue wait + prompt/prompt rate + output/generation rate
+    remote_predicted_s: float | None = None   # moving average of the first remote candidate's latency
+    # cost
+    remote_affordable: bool = True            # False: every remote candidate is over a ceiling or budget
+    # load
+    queue_depth: int = 0
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    battery_percent: float | None = None
+    on_battery: bool = False
+    thermal_throttled: bool = False
+    # difficulty: estimated probability that the local model answers wrongly
+    difficulty: float | None = None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    difficulty: float = 0.5          # at or above: escalate
+    cascade_band: float = 0.25       # local decisions with difficulty at or above this are checked
+    max_queue_depth: int = 2         # requests waiting for the local model before new ones go remote
+    cpu_percent: float = 90.0
+    memory_percent: float = 90.0
+    battery_percent: float = 20.0    # on battery at or below this: spare the battery, go remote
+    cascade: bool = True

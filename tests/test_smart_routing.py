@@ -1,0 +1,86 @@
+"""The routing brain end to end: signals measured by the daemon, decided by the policy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from edge.testing.providers import ProviderServer
+from edge.v1 import router_pb2 as pb
+
+from .conftest import fake_config
+from .test_server import wait_until
+
+LOCAL = " ".join(f"w{i}" for i in range(40))
+
+
+def smart_config(srv: ProviderServer, *, token_delay_ms: float = 0, queue_size: int = 8, routing: str = "") -> str:
+    return fake_config(reply=LOCAL, token_delay_ms=token_delay_ms, queue_size=queue_size) + f"""
+[routing]
+strategy = "smart"
+{routing}
+
+[[onprem]]
+name = "lan"
+base_url = "{srv.base_url}"
+model = "m"
+"""
+
+
+@pytest.fixture
+def lan():
+    srv = ProviderServer("openai", reply="remote answer").start()
+    yield srv
+    srv.stop()
+
+
+def codes(r) -> list[str]:
+    return [x.code for x in r.trace]
+
+
+def test_no_signal_keeps_it_local_and_remote_untouched(daemon_factory, lan):
+    d = daemon_factory(smart_config(lan))
+    r = d.client().ask("hi", timeout=10)
+    assert r.served_by.tier == pb.TIER_LOCAL and codes(r) == ["DEFAULT_LOCAL"] and not r.degraded
+    assert lan.requests == []
+
+
+def test_load_queue_depth_sends_new_work_remote(daemon_factory, lan):
+    d = daemon_factory(smart_config(lan, token_delay_ms=20, routing="max_queue_depth = 1"))
+    c = d.client()
+    busy = c.stream("a", timeout=30)
+    next(busy)  # the local model is generating
+    waiting = threading.Thread(target=lambda: c.ask("b", timeout=30))
+    waiting.start()
+    wait_until(lambda: c.status().models[0].queue_depth == 1)
+    r = c.ask("c", timeout=30)
+    assert r.served_by.backend == "lan" and codes(r)[0] == "LOAD_QUEUE"
+    list(busy)
+    waiting.join(30)
+
+
+def test_latency_ceiling_uses_rates_learned_from_traffic(daemon_factory, lan):
+    d = daemon_factory(smart_config(lan, token_delay_ms=20))
+    c = d.client()
+    first = c.ask("warm up", max_tokens=20, timeout=30)  # teaches the daemon this model's rates
+    assert first.served_by.tier == pb.TIER_LOCAL
+    slow = c.ask("needs to be quick", max_tokens=40, max_latency_ms=200, timeout=30)
+    assert slow.served_by.backend == "lan" and codes(slow)[0] == "LATENCY_LOCAL_TOO_SLOW"
+    assert "ceiling 0.20s" in slow.trace[0].detail
+    relaxed = c.ask("no hurry", max_tokens=40, max_latency_ms=60_000, timeout=30)
+    assert relaxed.served_by.tier == pb.TIER_LOCAL and codes(relaxed)[0] == "LATENCY_LOCAL_OK"
+
+
+def test_busy_local_model_overflows_to_remote(daemon_factory, lan):
+    d = daemon_factory(smart_config(lan, token_delay_ms=20, queue_size=0))
+    c = d.client()
+    busy = c.stream("a", timeout=30)
+    next(busy)
+    t0 = time.monotonic()
+    r = c.ask("b", timeout=30)
+    assert r.served_by.backend == "lan" and time.monotonic() - t0 < 2
+    assert [(a.backend, a.outcome) for a in r.attempts] == [("local", "queue_full"), ("lan", "ok")]
+    assert not r.degraded
+    list(busy)
