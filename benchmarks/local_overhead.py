@@ -49,6 +49,8 @@ def start_daemon(model: Path, threads: int, n_ctx: int, workdir: Path) -> tuple[
 log_level = "warning"
 [server]
 listen = "127.0.0.1:0"
+[routing]
+profile_on_start = false  # nothing in the background while we measure
 [local]
 default_model = "bench"
 n_threads = {threads}

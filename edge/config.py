@@ -122,6 +122,8 @@ class RoutingSettings(_Section):
     cascade_min_mean_logprob: float = Field(-1.0, le=0, description="Escalate when the mean log-probability of the local answer's tokens is below this")
     cascade_min_token_logprob: float = Field(-8.0, le=0, description="Escalate when any token's log-probability is below this")
     cascade_holdback_tokens: int = Field(16, ge=1, le=1024, description="Tokens held back from a streaming client until the confidence check has run")
+    profile_on_start: bool = Field(True, description="With no stored profile for this hardware and model, measure one in the background at start")
+    profile_budget_s: float = Field(15.0, gt=0, le=600, description="Bound on that start-up measurement, in seconds")
     max_queue_depth: int = Field(2, ge=1, le=10_000, description="Requests waiting for the local model at which new ones go remote")
     cpu_high_percent: float = Field(90.0, ge=0, le=100, description="Other programs' CPU use at which requests go remote")
     memory_high_percent: float = Field(90.0, ge=0, le=100, description="Memory use at which requests go remote")

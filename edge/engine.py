@@ -135,6 +135,7 @@ class Engine:
         configured = {"onprem": bool(settings.onprem), "cloud": bool(settings.cloud)}
         self.remote_tiers = tuple(t for t in ("onprem", "cloud") if configured[t])
         self._probe_task: asyncio.Task[None] | None = None
+        self._profile_task: asyncio.Task[None] | None = None
         self.prices = PriceTable.load(settings.cost.prices)
         r = settings.routing
         self.thresholds = Thresholds(difficulty=r.difficulty_threshold, cascade_band=r.cascade_band,
@@ -159,14 +160,49 @@ class Engine:
         if self.remotes:
             self._probe_task = asyncio.create_task(
                 probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
+        self._profile_task = asyncio.create_task(self._seed_from_profiles())
+
+    async def _seed_from_profiles(self) -> None:
+        """Seed each GGUF model's rate estimates from its stored profile, measuring one
+        (bounded, off the loop) when none is stored and profile_on_start is set; with
+        n_threads = 0 (auto), switch the model to the profile's fastest thread count."""
+        from edge.backends.llama import LlamaBackend
+        from edge.profiler import collect_hardware, ensure_profile, load_profile
+
+        routing = self.settings.routing
+        for name, backend in self.backends.items():
+            if not isinstance(backend, LlamaBackend) or not backend.sha256:
+                continue
+            try:
+                if routing.profile_on_start:
+                    profile = await asyncio.to_thread(ensure_profile, backend.path, backend.sha256,
+                                                      budget_s=routing.profile_budget_s, name=name)
+                else:
+                    import llama_cpp
+
+                    hw = await asyncio.to_thread(collect_hardware, bandwidth=False)
+                    profile = load_profile(hw.fingerprint, backend.sha256, llama_cpp.__version__)
+            except Exception as exc:  # noqa: BLE001 - profiling must never take the daemon down
+                log.warning("profile unavailable", extra={"model": name, "error": str(exc)})
+                continue
+            if profile is None:
+                continue
+            est = self.estimates[name]
+            if est.prompt_tps.value is None:
+                est.seed(profile.prompt_tps, profile.gen_tps)
+            if self.settings.local.n_threads == 0 and profile.best_threads != backend.n_threads:
+                await asyncio.to_thread(backend.set_threads, profile.best_threads)
+            log.info("profile applied", extra={"model": name, "prompt_tps": round(profile.prompt_tps, 1),
+                                               "gen_tps": round(profile.gen_tps, 1), "threads": backend.n_threads})
 
     @property
     def ready(self) -> bool:
         return self.backends[self.default_model].state == "ready"
 
     async def close(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
+        for task in (self._probe_task, self._profile_task):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(b.close() for b in self.backends.values()),
                              *(st.backend.close() for st in self.remotes.values()))
         await asyncio.to_thread(self._ledger_writer.shutdown, wait=True)

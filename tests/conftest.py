@@ -162,6 +162,8 @@ listen = "127.0.0.1:0"
 [local]
 queue_size = 2
 n_ctx = 2048
+[routing]
+profile_on_start = false   # no background measurement competing with the tests
 """
     d = start_daemon(tmp, config, name="model")
     yield d

@@ -167,7 +167,8 @@ def test_cli_ask_and_status(model_daemon):
 
 
 def test_graceful_shutdown_finishes_an_in_flight_generation(tmp_path, default_model_path):
-    d = start_daemon(tmp_path, '[server]\nlisten = "127.0.0.1:0"\nshutdown_grace_s = 60\n', name="graceful")
+    d = start_daemon(tmp_path, '[server]\nlisten = "127.0.0.1:0"\nshutdown_grace_s = 60\n'
+                               '[routing]\nprofile_on_start = false\n', name="graceful")
     try:
         call = d.client().stream(STORY, max_tokens=120, temperature=0, timeout=300)
         next(call)
@@ -184,6 +185,8 @@ def test_any_gguf_by_path_under_its_own_name(tmp_path, default_model_path):
     d = start_daemon(tmp_path, f"""
 [server]
 listen = "127.0.0.1:0"
+[routing]
+profile_on_start = false
 [local]
 default_model = "mine"
 [[local.models]]
@@ -195,5 +198,30 @@ path = "{default_model_path}"
         assert r.served_by.model == "mine" and r.usage.completion_tokens > 0
         [m] = d.client().list_models().models
         assert (m.name, m.path, m.backend, m.is_default) == ("mine", str(default_model_path), "llama", True)
+    finally:
+        assert d.stop() == 0
+
+
+def test_start_up_profile_is_measured_once_stored_and_reused(tmp_path, default_model_path):
+    import os
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGE_MODELS_DIR": str(default_model_path.parent)}
+    cfg = '[server]\nlisten = "127.0.0.1:0"\n[routing]\nprofile_budget_s = 6\n'
+    d = start_daemon(tmp_path, cfg, name="profiled", env=env)
+    try:
+        wait_until(lambda: "profile applied" in d.logs(), timeout=120, interval=0.2)
+        profiles = list((tmp_path / "cache" / "edge" / "profiles").glob("*.json"))
+        assert len(profiles) == 1
+        entry = json.loads(profiles[0].read_text())
+        assert entry["gen_tps"] > 0 and entry["prompt_tps"] > 0 and entry["best_threads"] >= 1
+        assert d.client().ask("Say hi.", max_tokens=4, timeout=300).text is not None
+    finally:
+        assert d.stop() == 0
+    # The second start finds the stored profile: nothing is measured again.
+    mtime = profiles[0].stat().st_mtime_ns
+    d = start_daemon(tmp_path, cfg, name="profiled2", env=env)
+    try:
+        wait_until(lambda: "profile applied" in d.logs(), timeout=60, interval=0.1)
+        assert profiles[0].stat().st_mtime_ns == mtime and len(os.listdir(profiles[0].parent)) == 1
     finally:
         assert d.stop() == 0
