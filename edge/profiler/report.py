@@ -136,7 +136,8 @@ def _resolve(args: argparse.Namespace) -> list[tuple[str, Path, str]]:
 
     models_dir = default_models_dir(args.dir or "")
     if args.all:
-        installed = [m for m in list_installed(models_dir) if m.verified]
+        # Only llama.cpp models: the router's ONNX/JSON files are not profiled here.
+        installed = [m for m in list_installed(models_dir) if m.verified and m.format == "gguf"]
         if not installed:
             raise ModelNotFound(f"no verified model installed in {models_dir} (run `edge models pull`)")
         return [(m.name, m.path, m.sha256) for m in installed]
@@ -144,7 +145,7 @@ def _resolve(args: argparse.Namespace) -> list[tuple[str, Path, str]]:
     name = args.model or manifest.default
     if not any(s.name == name for s in manifest.model):  # a custom model installed with --from
         for m in list_installed(models_dir):
-            if m.name == name and m.verified:
+            if m.name == name and m.verified and m.format == "gguf":
                 return [(m.name, m.path, m.sha256)]
     spec = manifest.get(name)
     path = models_dir / spec.file
