@@ -116,6 +116,7 @@ class RoutingSettings(_Section):
         default_factory=lambda: ["onprem", "cloud", "local"],
         description="Order in which remote tiers are tried; local is always there as the last resort")
     strategy: Literal["smart", "chain"] = Field("smart", description="'smart': cost, latency, load and difficulty choose local or remote per request; 'chain': AUTO requests always walk the chain, remote first")
+    classifier: bool = Field(True, description="Score request difficulty with the MiniLM classifier when its models are installed")
     difficulty_threshold: float = Field(0.5, ge=0, le=1, description="Difficulty score at or above which a request goes remote")
     cascade: bool = Field(True, description="Answer uncertain requests locally and escalate when the local model is not confident")
     cascade_band: float = Field(0.25, ge=0, le=1, description="Local decisions with difficulty at or above this are confidence-checked")

@@ -161,6 +161,20 @@ class Engine:
             self._probe_task = asyncio.create_task(
                 probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
         self._profile_task = asyncio.create_task(self._seed_from_profiles())
+        routing = self.settings.routing
+        if routing.classifier and routing.strategy == "smart" and self.remotes:
+            await self._load_classifier()
+
+    async def _load_classifier(self) -> None:
+        from edge.errors import ModelError
+        from edge.router.classifier import DifficultyClassifier
+
+        try:
+            self.classifier = await asyncio.to_thread(DifficultyClassifier.from_models_dir, self.models_dir)
+        except ModelNotFound as exc:
+            log.info("difficulty classifier not installed; the difficulty step is skipped", extra={"why": str(exc)})
+        except ModelError as exc:
+            log.warning("difficulty classifier unusable; the difficulty step is skipped", extra={"error": str(exc)})
 
     async def _seed_from_profiles(self) -> None:
         """Seed each GGUF model's rate estimates from its stored profile, measuring one

@@ -16,10 +16,12 @@ from .test_server import wait_until
 LOCAL = " ".join(f"w{i}" for i in range(40))
 
 
-def smart_config(srv: ProviderServer, *, token_delay_ms: float = 0, queue_size: int = 8, routing: str = "") -> str:
+def smart_config(srv: ProviderServer, *, token_delay_ms: float = 0, queue_size: int = 8, routing: str = "",
+                 classifier: bool = False) -> str:
     return fake_config(reply=LOCAL, token_delay_ms=token_delay_ms, queue_size=queue_size) + f"""
 [routing]
 strategy = "smart"
+classifier = {str(classifier).lower()}
 {routing}
 
 [[onprem]]
@@ -84,3 +86,15 @@ def test_busy_local_model_overflows_to_remote(daemon_factory, lan):
     assert [(a.backend, a.outcome) for a in r.attempts] == [("local", "queue_full"), ("lan", "ok")]
     assert not r.degraded
     list(busy)
+
+
+def test_difficulty_classifier_sends_hard_requests_remote(daemon_factory, lan):
+    d = daemon_factory(smart_config(lan, classifier=True))
+    c = d.client()
+    hard = c.ask("What is 738291 multiplied by 48213? Answer with the number only.", timeout=30)
+    easy = c.ask("Write a short poem about the sea.", timeout=30)
+    assert hard.served_by.backend == "lan" and [x.code for x in hard.trace][0] == "DIFFICULTY_HIGH"
+    assert easy.served_by.tier == pb.TIER_LOCAL
+    assert [x.code for x in easy.trace][0] in ("DIFFICULTY_LOW", "CASCADE_ARMED")
+    score = lambda r: float(r.trace[0].detail.split()[1])  # noqa: E731 - "difficulty 0.94 >= 0.50"
+    assert score(hard) > score(easy)
