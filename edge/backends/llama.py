@@ -6,6 +6,7 @@ llama_cpp is imported when a model is loaded, never when `edge` is imported.
 from __future__ import annotations
 
 import codecs
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 from edge.backends.base import Chunk, GenerationRequest, ModelDescription
 from edge.backends.threaded import ShouldStop, ThreadedBackend
 from edge.catalog import check_gguf_header
-from edge.errors import ConfigError, InvalidArgument, ModelCorrupt
+from edge.errors import BackendError, ConfigError, InvalidArgument, ModelCorrupt
 
 __all__ = ["LlamaBackend", "default_threads"]
 
@@ -52,6 +53,48 @@ def default_threads() -> int:
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
+class _TokenScorer:
+    """Log-probability of a sampled token, read from the logits llama.cpp sampled it from.
+
+    With `logits_all=False`, llama-cpp-python 0.3.x no longer copies logits into
+    `Llama.scores` after `eval` (that array stays uninitialised); the sampler reads
+    them from the context with `llama_get_logits_ith(ctx, -1)`: the output row of
+    the last decoded position, the one just before the token being sampled. When
+    `Llama.generate()` yields a token nothing has been decoded since it was sampled,
+    so that same row is still there. We view it in place (no copy) and compute
+    log-softmax at the one sampled token: `logit[tok] - max - log(sum(exp(row - max)))`,
+    with one preallocated scratch buffer, so no per-token allocation of the vocab.
+    These are the model's own probabilities (temperature 1, before top-k/top-p),
+    whatever the request's sampling settings. Model thread only (one scratch buffer).
+    """
+
+    def __init__(self, llama_cpp: Any, ctx: Any, n_vocab: int) -> None:
+        import numpy as np
+
+        self._np = np
+        self._get_logits_ith = llama_cpp.llama_get_logits_ith
+        self._ctx = ctx
+        self._shape = (n_vocab,)
+        self._scratch = np.empty(n_vocab, dtype=np.float32)
+
+    def row(self) -> Any:
+        """The last decoded position's logits, as a numpy view into llama.cpp's buffer
+        (valid until the next decode)."""
+        ptr = self._get_logits_ith(self._ctx, -1)
+        if not ptr:
+            raise BackendError("llama.cpp has no logits for the last decoded position")
+        return self._np.ctypeslib.as_array(ptr, shape=self._shape)
+
+    def logprob(self, token: int) -> float:
+        """Natural-log probability of `token` under the current row (<= 0)."""
+        np, row, scratch = self._np, self.row(), self._scratch
+        top = row.max()
+        np.subtract(row, top, out=scratch)
+        np.exp(scratch, out=scratch)
+        # scratch holds exp(0) = 1 for the top logit, so the sum is >= 1 and the log >= 0.
+        return float(row[token] - top) - math.log(float(scratch.sum()))
+
+
 @dataclass(frozen=True)
 class _Prepared:
     tokens: list[int]
@@ -73,6 +116,7 @@ class LlamaBackend(ThreadedBackend):
         self._llama: Any = None
         self._formatter: Any = None
         self._eog: frozenset[int] = frozenset()
+        self._scorer: _TokenScorer | None = None
 
     def describe(self) -> ModelDescription:
         size = self.path.stat().st_size if self.path.exists() else 0
@@ -98,6 +142,7 @@ class LlamaBackend(ThreadedBackend):
         vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._eog = frozenset(t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t))
+        self._scorer = _TokenScorer(llama_cpp, self._llama.ctx, self._llama.n_vocab())
 
     def _make_formatter(self, llama_cpp: Any, llama_chat_format: Any) -> Any:
         if self.chat_format:
@@ -140,13 +185,19 @@ class LlamaBackend(ThreadedBackend):
         """Our own decode loop over Llama.generate(): we see every sampled token, so
         token counts are exact, a cancel lands on the next token, and text is
         detokenized once per token (create_completion re-detokenizes the whole
-        answer per token)."""
+        answer per token).
+
+        With `request.confidence`, each answer token's log-probability is read from
+        the logits it was sampled from (see _TokenScorer); their mean and minimum go
+        on the final chunk. Without it the loop reads no logits."""
         llama = self._llama
         params = request.params
         n_prompt = len(prepared.tokens)
         max_tokens = min(params.max_tokens, self.n_ctx - n_prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, sent, n_out, finish, cut = "", 0, 0, "length", None
+        scorer = self._scorer if request.confidence else None
+        lp_sum, lp_min = 0.0, math.inf
 
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
         tokens = llama.generate(
@@ -163,6 +214,11 @@ class LlamaBackend(ThreadedBackend):
                     finish = "stop"
                     break
                 n_out += 1
+                if scorer is not None:
+                    # Before the next iteration: generate() decodes this token only when resumed.
+                    lp = scorer.logprob(token)
+                    lp_sum += lp
+                    lp_min = min(lp_min, lp)
                 text += decoder.decode(llama.detokenize([token]))
                 cut = _find_stop(text, prepared.stop, sent)
                 if cut is not None:
@@ -181,10 +237,24 @@ class LlamaBackend(ThreadedBackend):
             text += decoder.decode(b"", final=True)  # a dangling partial UTF-8 sequence
         if len(text) > sent:
             yield Chunk(text=text[sent:], prompt_tokens=n_prompt, completion_tokens=n_out)
-        yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out)
+        # An empty answer (end of generation first) has no tokens to score: None.
+        mean, low = (lp_sum / n_out, lp_min) if scorer is not None and n_out else (None, None)
+        yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out,
+                    logprob_mean=mean, logprob_min=low)
+
+    def set_threads(self, n: int) -> None:
+        """Switch the loaded context to `n` threads (the profiler's fastest), on the model's thread."""
+        import llama_cpp
+
+        def apply() -> None:
+            llama_cpp.llama_set_n_threads(self._llama._ctx.ctx, n, n)  # noqa: SLF001 - no public setter
+            self._llama.n_threads = self._llama.n_threads_batch = self.n_threads = n
+
+        self._executor.submit(apply).result()
 
     async def close(self) -> None:
         await super().close()
         if self._llama is not None:
+            self._scorer = None
             self._llama.close()
             self._llama = None
