@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Backend, ModelDescription, Timeouts
+from edge.backends.base import Backend, Chunk, ModelDescription, Timeouts
+from edge.confidence import Confidence, is_confident
 from edge.backends.fake import FakeBackend
 from edge.backends.threaded import ThreadedBackend
 from edge.catalog import default_models_dir, load_manifest, verify_file
@@ -263,6 +264,25 @@ class Engine:
         price = self._price(cand)
         return cost_usd(price, final_prompt, final_completion) if price is not None else 0.0
 
+    def _confidence_gate(self):  # type: ignore[no-untyped-def]
+        """The cascade's check: after `cascade_holdback_tokens` tokens (or the whole
+        answer, if shorter), is the local model confident enough to keep its answer?"""
+        r = self.settings.routing
+
+        def gate(chunk: Chunk) -> tuple[bool, str] | None:
+            if chunk.logprob_mean is None or chunk.logprob_min is None:
+                return (True, "") if chunk.finish_reason else None  # nothing to judge: keep it
+            if chunk.completion_tokens < r.cascade_holdback_tokens and chunk.finish_reason is None:
+                return None
+            conf = Confidence(chunk.logprob_mean, chunk.logprob_min, chunk.completion_tokens)
+            if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
+                return True, ""
+            return False, (f"not confident after {conf.tokens} tokens: mean log-prob {conf.mean:.2f} "
+                           f"(min {r.cascade_min_mean_logprob}), lowest token {conf.minimum:.2f} "
+                           f"(min {r.cascade_min_token_logprob})")
+
+        return gate
+
     async def _signals(self, req: ValidRequest, decision: Decision, *, remote_affordable: bool) -> Signals:
         """Measure what the policy weighs: predicted latencies, load, difficulty."""
         gen = req.generation
@@ -337,7 +357,8 @@ class Engine:
             decision = weigh(decision, signals, self.thresholds)
             order = {t: i for i, t in enumerate(decision.tiers)}
             chain.sort(key=lambda c: order[{v: k for k, v in TIERS.items()}[c.tier]])  # stable within a tier
-        async for event in run_chain(req.generation, chain, self.settings.resilience, skipped):
+        gate = self._confidence_gate() if decision.cascade else None
+        async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate):
             if isinstance(event, str):
                 if first_at is None:
                     first_at = time.monotonic()

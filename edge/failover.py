@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 from edge.backends.base import Backend, Chunk, GenerationRequest
@@ -70,7 +70,8 @@ class Candidate:
 class Attempt:
     backend: str
     tier: int
-    # ok | retryable_error | misconfigured | breaker_open | out_of_rotation | no_time | over_budget | over_cost_ceiling
+    # ok | retryable_error | misconfigured | breaker_open | out_of_rotation | no_time | over_budget
+    # | over_cost_ceiling | queue_full | low_confidence
     outcome: str
     latency_ms: float
     detail: str = ""
@@ -104,13 +105,21 @@ def _elapsed_ms(t0: float) -> float:
     return (time.monotonic() - t0) * 1000
 
 
+Gate = Callable[[Chunk], "tuple[bool, str] | None"]
+
+
 async def run_chain(request: GenerationRequest, chain: list[Candidate], settings: ResilienceSettings,
-                    skipped: list[Attempt] | None = None) -> AsyncIterator[str | Notice | Served]:
+                    skipped: list[Attempt] | None = None, gate: Gate | None = None) -> AsyncIterator[str | Notice | Served]:
     """Yield text deltas (and notices) from the first backend that answers, then Served.
 
     Raises InvalidArgument when a provider rejects the request (HTTP 400), the local
     backend's own errors (queue full, deadline) when the local model was reached, and
     Unavailable when nothing in the chain could answer.
+
+    `gate` (the cascade) judges the first candidate when it is the local model and
+    something follows it: its text is held back until gate(chunk) returns a verdict
+    (ok, why); a bad verdict abandons the local answer, unseen by the client, and the
+    next candidate answers.
     """
     attempts: list[Attempt] = list(skipped or ())  # candidates the policy already ruled out, with why
     sent = ""
@@ -141,11 +150,27 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
             streamed_here = False
             deltas_here = 0
             final: Chunk | None = None
+            gated = gate is not None and index == 0 and st is None and not is_last
+            held: list[str] = []
+            rejected = ""
             if st is not None:
                 st.outstanding += 1
                 st.requests_total += 1
             try:
-                async for chunk in cand.backend.generate(attempt_req):
+                gen_stream = cand.backend.generate(replace(attempt_req, confidence=True) if gated else attempt_req)
+                async for chunk in gen_stream:
+                    if gated:
+                        held.append(chunk.text)
+                        verdict = gate(chunk)  # type: ignore[misc]
+                        if verdict is None:
+                            continue
+                        gated = False
+                        ok, why = verdict
+                        if not ok:
+                            rejected = why
+                            await gen_stream.aclose()  # stops the local model at its next token
+                            break
+                        chunk = replace(chunk, text="".join(held))
                     if chunk.text:
                         streamed_here = True
                         deltas_here += 1
@@ -153,6 +178,10 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
                         yield chunk.text
                     if chunk.finish_reason is not None:
                         final = chunk
+                if rejected:
+                    attempts.append(Attempt(cand.name, cand.tier, "low_confidence", _elapsed_ms(t0), rejected))
+                    yield Notice(Reason("CASCADE_ESCALATED", f"{cand.name}: {rejected}"))
+                    break
                 if final is None:
                     raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
             except RetryableBackendError as exc:

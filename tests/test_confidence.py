@@ -56,7 +56,7 @@ def generate(backend, prompt: str, *, confidence: bool, max_tokens: int = 24,  #
     return loop.run_until_complete(collect())
 
 
-def test_only_the_final_chunk_of_a_confidence_request_carries_logprobs(backend) -> None:  # type: ignore[no-untyped-def]
+def test_confidence_requests_carry_running_logprobs_and_plain_ones_none(backend) -> None:  # type: ignore[no-untyped-def]
     plain = generate(backend, EASY, confidence=False)
     assert plain[-1].finish_reason and plain[-1].completion_tokens > 0
     assert all(c.logprob_mean is None and c.logprob_min is None for c in plain)
@@ -65,7 +65,11 @@ def test_only_the_final_chunk_of_a_confidence_request_carries_logprobs(backend) 
                    generate(backend, HARD, confidence=True, temperature=1.0, seed=7)):  # sampled, not greedy
         *body, final = chunks
         assert final.finish_reason and final.completion_tokens > 0
-        assert all(c.logprob_mean is None and c.logprob_min is None for c in body)
+        # Every text chunk carries the values so far (a cascade decides after the first
+        # tokens); the running minimum can only fall, and the final chunk has the whole answer's.
+        assert body and all(c.logprob_mean is not None and c.logprob_min is not None for c in body)
+        mins = [c.logprob_min for c in body] + [final.logprob_min]
+        assert all(a >= b for a, b in zip(mins, mins[1:]))
         assert final.logprob_mean is not None and final.logprob_min is not None
         assert final.logprob_min <= final.logprob_mean <= 0.0
         assert math.isfinite(final.logprob_min)

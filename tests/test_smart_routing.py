@@ -98,3 +98,48 @@ def test_difficulty_classifier_sends_hard_requests_remote(daemon_factory, lan):
     assert [x.code for x in easy.trace][0] in ("DIFFICULTY_LOW", "CASCADE_ARMED")
     score = lambda r: float(r.trace[0].detail.split()[1])  # noqa: E731 - "difficulty 0.94 >= 0.50"
     assert score(hard) > score(easy)
+
+
+def cascade_config(srv: ProviderServer, min_mean: float) -> str:
+    # Every request lands in the cascade band; the confidence threshold decides.
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+[routing]
+strategy = "smart"
+profile_on_start = false
+difficulty_threshold = 1.0
+cascade_band = 0.0
+cascade_min_mean_logprob = {min_mean}
+cascade_min_token_logprob = -100
+cascade_holdback_tokens = 8
+
+[[onprem]]
+name = "lan"
+base_url = "{srv.base_url}"
+model = "m"
+"""
+
+
+def test_cascade_escalates_an_unconfident_local_answer_before_the_client_sees_it(daemon_factory, lan,
+                                                                                 default_model_path):
+    d = daemon_factory(cascade_config(lan, min_mean=-0.0001))  # nothing real is that sure
+    c = d.client()
+    r = c.ask("Write a random string of 12 letters.", max_tokens=32, timeout=300)
+    assert r.served_by.backend == "lan" and r.text == "remote answer"
+    assert [(a.backend, a.outcome) for a in r.attempts] == [("local", "low_confidence"), ("lan", "ok")]
+    assert codes(r)[0] == "CASCADE_ARMED" and "CASCADE_ESCALATED" in codes(r)
+    assert "mean log-prob" in r.attempts[0].detail
+    msgs = list(c.stream("Write a random string of 12 letters.", max_tokens=32, timeout=300))
+    text = "".join(m.delta for m in msgs if m.WhichOneof("event") == "delta")
+    assert text == "remote answer"  # the held-back local tokens never reached the client
+    assert any(m.WhichOneof("event") == "notice" and m.notice.code == "CASCADE_ESCALATED" for m in msgs)
+
+
+def test_cascade_keeps_a_confident_local_answer(daemon_factory, lan, default_model_path):
+    d = daemon_factory(cascade_config(lan, min_mean=-50))
+    msgs = list(d.client().stream("Count from 1 to 10.", max_tokens=32, timeout=300))
+    final = msgs[-1].final
+    assert final.served_by.tier == pb.TIER_LOCAL and codes(final) == ["CASCADE_ARMED"]
+    assert "".join(m.delta for m in msgs if m.WhichOneof("event") == "delta") == final.text
+    assert lan.requests == []

@@ -38,8 +38,8 @@ class GenerationRequest:
     # Continue this partial assistant answer instead of starting a new one (after
     # a mid-stream failover): the text already sent to the client.
     assistant_prefix: str = ""
-    # Ask for the answer's token log-probabilities (Chunk.logprob_mean/logprob_min on
-    # the final chunk), where the backend can compute them.
+    # Ask for the answer's token log-probabilities (Chunk.logprob_mean/logprob_min),
+    # where the backend can compute them.
     confidence: bool = False
 
     def remaining(self) -> float | None:
@@ -60,8 +60,9 @@ class Chunk:
     # Seconds the request waited for the generation slot (set by the backend).
     queue_wait_s: float = 0.0
     # Natural-log probabilities of the answer's sampled tokens under the model (0 =
-    # certain): their mean and minimum. Set only on the final chunk, by backends that
-    # can compute them, when the request asked for `confidence`.
+    # certain): their mean and minimum, over the tokens so far on each chunk and over
+    # the whole answer on the final one. Set by backends that can compute them, when
+    # the request asked for `confidence`.
     logprob_mean: float | None = None
     logprob_min: float | None = None
 

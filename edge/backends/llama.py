@@ -229,16 +229,21 @@ class LlamaBackend(ThreadedBackend):
                 # Hold back only a tail that could still grow into a stop sequence.
                 safe = len(text) - _partial_stop_len(text, prepared.stop)
                 if safe > sent:
-                    yield Chunk(text=text[sent:safe], prompt_tokens=n_prompt, completion_tokens=n_out)
+                    # Running confidence on every chunk lets a cascade decide after its
+                    # first tokens instead of waiting for the whole answer.
+                    yield Chunk(text=text[sent:safe], prompt_tokens=n_prompt, completion_tokens=n_out,
+                                logprob_mean=lp_sum / n_out if scorer is not None else None,
+                                logprob_min=lp_min if scorer is not None else None)
                     sent = safe
         finally:
             tokens.close()
         if cut is None:
             text += decoder.decode(b"", final=True)  # a dangling partial UTF-8 sequence
-        if len(text) > sent:
-            yield Chunk(text=text[sent:], prompt_tokens=n_prompt, completion_tokens=n_out)
         # An empty answer (end of generation first) has no tokens to score: None.
         mean, low = (lp_sum / n_out, lp_min) if scorer is not None and n_out else (None, None)
+        if len(text) > sent:
+            yield Chunk(text=text[sent:], prompt_tokens=n_prompt, completion_tokens=n_out,
+                        logprob_mean=mean, logprob_min=low)
         yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out,
                     logprob_mean=mean, logprob_min=low)
 
