@@ -1,0 +1,167 @@
+"""What happens when more work arrives than the local model can do?
+
+Runs `edge serve` with the real default model (smart routing: a request goes remote
+when `max_queue_depth` requests already wait for the local model) and a loopback
+OpenAI-compatible provider as the on-prem tier (edge.testing.providers, answering
+after a few ms per word: simulated, not a real server). Measures the local capacity
+first (sequential requests: 1 / median service time), then offers open-loop load
+(evenly spaced arrivals) at 1x, 2x and 4x that capacity, first with the remote tier
+up, then with it stopped. Prints one JSON object with, per level: offered rate,
+p50/p99 latency, errors, the share served remotely; and for the remote-down phase
+how fast excess is refused (RESOURCE_EXHAUSTED) and whether health stayed SERVING.
+
+    .venv/bin/python benchmarks/overload.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.client import AsyncClient, Client  # noqa: E402
+from edge.testing.providers import ProviderServer  # noqa: E402
+from edge.v1 import router_pb2 as pb  # noqa: E402
+
+PROMPT = "Write one sentence about the sea."
+MAX_TOKENS = 24
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
+
+
+def start(cfg: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (tmp / "edge.toml").write_text(cfg)
+    addr = tmp / "addr.json"
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "-c", str(tmp / "edge.toml"),
+                             "--address-file", str(addr)], cwd=ROOT, stderr=(tmp / "log").open("wb"))
+    while not addr.exists():
+        if proc.poll() is not None:
+            raise SystemExit((tmp / "log").read_text())
+        time.sleep(0.05)
+    target = json.loads(addr.read_text())["tcp"]
+    with Client(target) as c:
+        while True:
+            try:
+                if c.status(timeout=1).state == "serving":
+                    return proc, target
+            except grpc.RpcError:
+                time.sleep(0.1)
+
+
+async def offer(target: str, rate: float, duration_s: float) -> dict[str, object]:
+    """Evenly spaced arrivals at `rate` per second for `duration_s`; wait for all answers."""
+    results: list[tuple[float, str, str]] = []  # (latency ms, outcome, tier)
+
+    async def one(client: AsyncClient) -> None:
+        t0 = time.perf_counter()
+        try:
+            r = await client.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, timeout=60)
+            results.append(((time.perf_counter() - t0) * 1000, "ok", pb.Tier.Name(r.served_by.tier)))
+        except grpc.aio.AioRpcError as exc:
+            results.append(((time.perf_counter() - t0) * 1000, exc.code().name, ""))
+
+    async with AsyncClient(target) as client:
+        tasks = []
+        n = max(1, int(rate * duration_s))
+        t_start = time.perf_counter()
+        for i in range(n):
+            delay = t_start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client)))
+        await asyncio.gather(*tasks)
+    ok = [r for r in results if r[1] == "ok"]
+    rejected = [r for r in results if r[1] == "RESOURCE_EXHAUSTED"]
+    return {
+        "offered_rps": round(rate, 2), "requests": len(results), "ok": len(ok),
+        "errors": len(results) - len(ok),
+        "errors_by_status": {s: sum(1 for r in results if r[1] == s) for s in {r[1] for r in results} if s != "ok"},
+        "remote_share": round(sum(1 for r in ok if r[2] != "TIER_LOCAL") / max(1, len(ok)), 3),
+        "p50_ms": round(pct([r[0] for r in ok], 0.5), 1), "p99_ms": round(pct([r[0] for r in ok], 0.99), 1),
+        "rejection_ms_p50": round(pct([r[0] for r in rejected], 0.5), 2) if rejected else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    duration = 8.0 if args.quick else 30.0
+
+    lan = ProviderServer("openai", reply="A calm and wide sea rolls under a pale sky today.",
+                         token_delay_s=0.005).start()
+    cfg = f"""
+log_level = "warning"
+[server]
+listen = "127.0.0.1:0"
+[local]
+queue_size = 2
+[routing]
+strategy = "smart"
+classifier = false          # load, not difficulty, is under test
+profile_on_start = false
+max_queue_depth = 1
+[resilience]
+breaker_failures = 2
+probe_interval_s = 600      # the remote-down phase must stay down
+[[onprem]]
+name = "lan"
+base_url = "{lan.base_url}"
+model = "m"
+connect_timeout_s = 0.3
+"""
+    out: dict[str, object] = {"benchmark": "overload", "remote": "loopback emulator (edge.testing.providers)",
+                              "prompt": PROMPT, "max_tokens": MAX_TOKENS, "seconds_per_level": duration}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, target = start(cfg, Path(tmp))
+        try:
+            with Client(target) as c:
+                for _ in range(2):
+                    c.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, preference="local_only")
+                service = [c.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, preference="local_only").timings.total_ms
+                           for _ in range(5)]
+            capacity = 1000 / statistics.median(service)
+            out["local_service_ms_p50"] = round(statistics.median(service), 1)
+            out["local_capacity_rps"] = round(capacity, 2)
+            levels = []
+            for phase in ("remote_up", "remote_down"):
+                if phase == "remote_down":
+                    lan.stop()
+                for k in (1, 2, 4):
+                    level = asyncio.run(offer(target, k * capacity, duration))
+                    levels.append({"phase": phase, "load": k, **level})
+                    time.sleep(1.0)
+            with grpc.insecure_channel(target) as ch:
+                health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            out["levels"] = levels
+            out["healthy_after"] = health == health_pb2.HealthCheckResponse.SERVING
+            up = {lv["load"]: lv for lv in levels if lv["phase"] == "remote_up"}
+            out["targets"] = {
+                "remote_up_p99_4x_over_1x": round(up[4]["p99_ms"] / up[1]["p99_ms"], 2),
+                "remote_up_p99_4x_le_2x_p99_1x": up[4]["p99_ms"] <= 2 * up[1]["p99_ms"],
+                "remote_up_zero_errors": all(lv["errors"] == 0 for lv in up.values()),
+            }
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            lan.stop()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
