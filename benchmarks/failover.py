@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import pct, start_daemon  # noqa: E402
 
 from edge.client import Client  # noqa: E402
 from edge.testing.providers import Fault, ProviderServer, continuing  # noqa: E402
@@ -79,24 +78,6 @@ idle_timeout_s = 0.5
 """
 
 
-def start(cfg: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Client]:
-    (tmp / "edge.toml").write_text(cfg)
-    addr = tmp / "addr.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "-c", str(tmp / "edge.toml"),
-                             "--address-file", str(addr)], cwd=ROOT, stderr=(tmp / "log").open("wb"))
-    while not addr.exists():
-        if proc.poll() is not None:
-            raise SystemExit((tmp / "log").read_text())
-        time.sleep(0.05)
-    client = Client(json.loads(addr.read_text())["tcp"])
-    while True:
-        try:
-            if client.status(timeout=1).state == "serving":
-                return proc, client
-        except Exception:  # noqa: BLE001 - starting
-            time.sleep(0.05)
-
-
 def one(client: Client, stream: bool) -> tuple[float, str, bool]:
     t0 = time.perf_counter()
     try:
@@ -107,11 +88,6 @@ def one(client: Client, stream: bool) -> tuple[float, str, bool]:
     except Exception:  # noqa: BLE001 - a failed request is what this counts
         return (time.perf_counter() - t0) * 1000, "", False
     return (time.perf_counter() - t0) * 1000, final.served_by.backend, final.text in (REPLY, "local answer")
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def main() -> None:
@@ -127,7 +103,8 @@ def main() -> None:
     out: dict[str, object] = {"benchmark": "failover", "providers": "loopback emulators (edge.testing.providers)",
                               "requests_per_scenario": n, "probe_interval_s": PROBE_INTERVAL_S}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, client = start(config(lan, cloud), Path(tmp))
+        proc, target = start_daemon(config(lan, cloud), Path(tmp))
+        client = Client(target)
         try:
             for _ in range(5):
                 one(client, False)  # warm connections

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import pct, start_daemon  # noqa: E402
 
 from edge.client import AsyncClient, Client  # noqa: E402
 from edge.testing.providers import ProviderServer  # noqa: E402
@@ -37,30 +36,6 @@ from edge.v1 import router_pb2 as pb  # noqa: E402
 
 PROMPT = "Write one sentence about the sea."
 MAX_TOKENS = 24
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
-
-
-def start(cfg: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    (tmp / "edge.toml").write_text(cfg)
-    addr = tmp / "addr.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "-c", str(tmp / "edge.toml"),
-                             "--address-file", str(addr)], cwd=ROOT, stderr=(tmp / "log").open("wb"))
-    while not addr.exists():
-        if proc.poll() is not None:
-            raise SystemExit((tmp / "log").read_text())
-        time.sleep(0.05)
-    target = json.loads(addr.read_text())["tcp"]
-    with Client(target) as c:
-        while True:
-            try:
-                if c.status(timeout=1).state == "serving":
-                    return proc, target
-            except grpc.RpcError:
-                time.sleep(0.1)
 
 
 async def offer(target: str, rate: float, duration_s: float) -> dict[str, object]:
@@ -128,7 +103,7 @@ connect_timeout_s = 0.3
     out: dict[str, object] = {"benchmark": "overload", "remote": "loopback emulator (edge.testing.providers)",
                               "prompt": PROMPT, "max_tokens": MAX_TOKENS, "seconds_per_level": duration}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, target = start(cfg, Path(tmp))
+        proc, target = start_daemon(cfg, Path(tmp))
         try:
             with Client(target) as c:
                 for _ in range(2):

@@ -1,0 +1,51 @@
+"""What every benchmark needs: `edge serve` in a subprocess, serving, and percentiles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.client import Client  # noqa: E402
+
+__all__ = ["ROOT", "pct", "start_daemon"]
+
+
+def start_daemon(cfg: str, workdir: Path, timeout_s: float = 180.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Write `cfg`, run `edge serve` on it, wait until it reports SERVING; (process, target)."""
+    (workdir / "edge.toml").write_text(cfg)
+    addr = workdir / "addr.json"
+    addr.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "-c", str(workdir / "edge.toml"),
+                             "--address-file", str(addr)], cwd=ROOT, stderr=(workdir / "daemon.log").open("wb"))
+    deadline = time.monotonic() + timeout_s
+    while not addr.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("daemon failed to start:\n" + (workdir / "daemon.log").read_text())
+        time.sleep(0.05)
+    target = json.loads(addr.read_text())["tcp"]
+    with Client(target) as c:
+        while True:
+            try:
+                if c.status(timeout=1).state == "serving":
+                    return proc, target
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit("daemon never became SERVING:\n" + (workdir / "daemon.log").read_text())
+            time.sleep(0.05)
+
+
+def pct(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 1]); NaN for no data."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
