@@ -56,6 +56,8 @@ default_model = "fake"
 name = "fake"
 backend = "fake"
 fake_reply = "local answer"
+[routing]
+strategy = "chain"   # every request goes remote first: failover is what is measured
 [resilience]
 backoff_base_s = 0.02
 breaker_failures = 3
