@@ -166,7 +166,7 @@ def _models_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from edge.catalog import install_from, pull
+    from edge.catalog import ROUTER_ENCODER, ensure_derived_encoder, install_from, load_manifest, pull
     from edge.errors import EdgeError
 
     models_dir = _models_dir(args)
@@ -185,6 +185,15 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 1
     print(f"installed {name}: {path}")
+    if name == ROUTER_ENCODER:
+        # The classifier runs a dynamically quantized copy (edge.catalog.ensure_derived_encoder);
+        # make it now rather than at the daemon's first load. A failure is not fatal: the
+        # classifier retries at load and falls back to the pulled file.
+        try:
+            derived = ensure_derived_encoder(path, source_sha256=load_manifest().get(name).sha256, log=say)
+            print(f"derived encoder: {derived}")
+        except (EdgeError, ImportError, OSError) as exc:
+            say(f"warning: {exc}; the classifier will use the pulled encoder")
     return 0
 
 

@@ -50,6 +50,6 @@ say "installing edge$EXTRAS"
 
 say "pulling the default model"
 "$VENV/bin/edge" models pull
-say "pulling the router's difficulty-classifier encoder and tokenizer"
+say "pulling the router's difficulty-classifier encoder (and deriving its dynamically quantized copy) and tokenizer"
 "$VENV/bin/edge" models pull minilm-l6-v2-int8
 "$VENV/bin/edge" models pull minilm-l6-v2-tokenizer

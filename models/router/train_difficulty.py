@@ -14,10 +14,13 @@ Evaluation holds out WHOLE families (default: arithmetic and factual), so the
 reported metrics say how the head does on kinds of request it never saw. The
 exported head is the one evaluated: fitted on the training families only.
 
-    .venv/bin/python models/router/train_difficulty.py [--holdout arithmetic,factual]
+    .venv/bin/python models/router/train_difficulty.py [--holdout arithmetic,factual] [--encoder dynq|int8]
 
-Writes models/router/difficulty_head.onnx and models/router/metrics.json, and
-prints the metrics as JSON.
+The encoder variant (default "dynq", the derived dynamically quantized encoder the
+classifier runs by default; "int8", the pulled file, is the fallback) is stamped into
+the head's metadata: the classifier refuses a head trained for the other variant.
+Writes models/router/difficulty_head.onnx and models/router/metrics.json (for int8:
+difficulty_head.int8.onnx and metrics.int8.json), and prints the metrics as JSON.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from edge.catalog import default_models_dir, ensure_router_models  # noqa: E402
 from edge.router.classifier import (  # noqa: E402
     EXTRA_FEATURES,
+    ENCODER_VARIANTS,
     FEATURE_SET,
     HEAD_INPUT,
     HEAD_OUTPUT,
@@ -166,8 +170,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", type=Path, default=HERE / "labels.jsonl")
     ap.add_argument("--holdout", default=",".join(DEFAULT_HOLDOUT), help="comma-separated families held out for test")
-    ap.add_argument("--out", type=Path, default=HERE / "difficulty_head.onnx")
-    ap.add_argument("--metrics", type=Path, default=HERE / "metrics.json")
+    ap.add_argument("--encoder", choices=ENCODER_VARIANTS, default="dynq", help="encoder variant to train for")
+    ap.add_argument("--out", type=Path, help="default: difficulty_head.onnx (dynq), difficulty_head.int8.onnx (int8)")
+    ap.add_argument("--metrics", type=Path, help="default: metrics.json (dynq), metrics.int8.json (int8)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -176,7 +181,13 @@ def main() -> int:
     unknown = set(holdout) - {r["family"] for r in rows}
     if unknown:
         ap.error(f"--holdout: no such family in the labels: {sorted(unknown)}")
-    encoder = SentenceEncoder.load(*ensure_router_models(default_models_dir()), threads=args.threads)
+    suffix = "" if args.encoder == "dynq" else f".{args.encoder}"
+    args.out = args.out or HERE / f"difficulty_head{suffix}.onnx"
+    args.metrics = args.metrics or HERE / f"metrics{suffix}.json"
+    encoder = SentenceEncoder.load(*ensure_router_models(default_models_dir()), threads=args.threads,
+                                   variant=args.encoder)
+    if encoder.variant != args.encoder:
+        ap.error(f"asked for the {args.encoder!r} encoder but got {encoder.variant!r} (derivation failed? see the log)")
     x = np.stack([encoder.features(r["prompt"]) for r in rows]).astype(np.float64)
     y = np.asarray([0.0 if r["correct"] else 1.0 for r in rows])  # 1 = the local model was wrong
     fams = np.asarray([r["family"] for r in rows])
@@ -201,6 +212,7 @@ def main() -> int:
                                     for (ff, lv), ix in sorted(by_level.items()) if ff == f}}
     report = {
         "feature_set": FEATURE_SET,
+        "encoder_variant": encoder.variant,
         "extra_features": list(EXTRA_FEATURES),
         "held_out_families": list(holdout),
         "train_families": sorted(set(fams[train])),
@@ -210,7 +222,7 @@ def main() -> int:
         "held_out": metrics(y[test], p[test]),
         "families": per_family,
     }
-    meta = {"edge.feature_set": FEATURE_SET, "edge.held_out": ",".join(holdout),
+    meta = {"edge.feature_set": FEATURE_SET, "edge.encoder_variant": encoder.variant, "edge.held_out": ",".join(holdout),
             "edge.train_families": ",".join(report["train_families"]),
             "edge.held_out_auc": str(report["held_out"]["auc"]), "edge.lambda": str(lam)}
     export_onnx(w, b, args.out, meta)
