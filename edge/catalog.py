@@ -32,6 +32,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.errors import ConfigError, ModelCorrupt, ModelError, ModelNotFound
+from edge.shipped import shipped_file
 
 __all__ = [
     "Manifest",
@@ -102,12 +103,9 @@ class Manifest(BaseModel):
 
 
 def _manifest_path() -> Path:
-    # An installed wheel carries a copy under edge/_data; a source checkout
-    # (editable install) reads models/manifest.toml at the repository root.
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_data" / "manifest.toml", here.parent / "models" / "manifest.toml"):
-        if candidate.is_file():
-            return candidate
+    path = shipped_file("manifest.toml")
+    if path is not None:
+        return path
     raise ConfigError("models manifest not found (expected edge/_data/manifest.toml or models/manifest.toml)")
 
 

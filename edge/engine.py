@@ -37,6 +37,7 @@ from edge.validation import ValidRequest
 __all__ = ["Engine", "Result", "Timings", "TIERS"]
 
 TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
+TIER_NAMES = {code: name for name, code in TIERS.items()}
 
 log = logging.getLogger("edge.engine")
 
@@ -236,7 +237,10 @@ class Engine:
         budgets = cost.daily_budget_usd > 0 or cost.monthly_budget_usd > 0
         if not ceilings and not budgets:
             return chain, []
-        prompt_est = max(1, sum(len(m.content) for m in req.generation.messages) // 4)
+        prompt_est = req.generation.approx_prompt_tokens()
+        # One read of the ledger per request, however many candidates are priced.
+        now = time.time()
+        status = self.ledger.budget_status(cost, now) if budgets and any(c.remote for c in chain) else None
         kept, skipped = [], []
         for cand in chain:
             price = self._price(cand) if cand.remote is not None else None
@@ -249,7 +253,7 @@ class Engine:
                                        f"up to ${estimate:.6f} at max_tokens, ceiling ${min(ceilings):.6f}"))
                 continue
             if budgets:
-                ok, why = self.ledger.allows(estimate, cost)
+                ok, why = self.ledger.allows(estimate, cost, now, status)
                 if not ok:
                     skipped.append(Attempt(cand.name, cand.tier, "over_budget", 0.0, why))
                     continue
@@ -287,7 +291,7 @@ class Engine:
         """Measure what the policy weighs: predicted latencies, load, difficulty."""
         gen = req.generation
         backend = self.backends[decision.model]
-        prompt_est = max(1, sum(len(m.content) for m in gen.messages) // 4)  # ~4 characters a token
+        prompt_est = gen.approx_prompt_tokens()
         first_remote = next((st for st in self.remotes.values() if st.tier == TIERS[decision.tiers[0]]), None)
         load = self.load.sample()
         difficulty = None
@@ -356,7 +360,7 @@ class Engine:
             signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
             decision = weigh(decision, signals, self.thresholds)
             order = {t: i for i, t in enumerate(decision.tiers)}
-            chain.sort(key=lambda c: order[{v: k for k, v in TIERS.items()}[c.tier]])  # stable within a tier
+            chain.sort(key=lambda c: order[TIER_NAMES[c.tier]])  # stable within a tier
         gate = self._confidence_gate() if decision.cascade else None
         async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate):
             if isinstance(event, str):
@@ -399,9 +403,8 @@ class Engine:
                 prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),
                 completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
         cost = self._cost_of(cand, final.prompt_tokens, final.completion_tokens, ended - started)
-        tier_name = {v: k for k, v in TIERS.items()}[cand.tier]
         self.record(LedgerEntry(
-            request_id=req.generation.request_id, ts=time.time(), tier=tier_name, backend=cand.name,
+            request_id=req.generation.request_id, ts=time.time(), tier=TIER_NAMES[cand.tier], backend=cand.name,
             model=cand.model, prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
             cost_usd=cost, latency_ms=timings.total_ms, outcome="ok", reasons=[r.code for r in trace],
             degraded=degraded))

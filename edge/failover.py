@@ -97,7 +97,7 @@ class Served:
 def _estimate_usage(final: Chunk, request: GenerationRequest, deltas: int) -> Chunk:
     """One streamed delta per token (how OpenAI-compatible servers stream), and
     about 4 characters per prompt token: better than reporting nothing to budgets."""
-    prompt = final.prompt_tokens or max(1, sum(len(m.content) for m in request.messages) // 4)
+    prompt = final.prompt_tokens or request.approx_prompt_tokens()
     return replace(final, prompt_tokens=prompt, completion_tokens=deltas)
 
 

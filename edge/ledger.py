@@ -307,14 +307,17 @@ class Ledger:
         return BudgetStatus(day=_window(self.spent_today_usd(now), settings.daily_budget_usd),
                             month=_window(self.spent_this_month_usd(now), settings.monthly_budget_usd))
 
-    def allows(self, estimated_cost_usd: float, settings: BudgetLimits, now: float | None = None) -> tuple[bool, str]:
+    def allows(self, estimated_cost_usd: float, settings: BudgetLimits, now: float | None = None,
+               status: BudgetStatus | None = None) -> tuple[bool, str]:
         """May a request estimated to cost this much go ahead?
 
         (False, reason) when the estimate is above max_cost_per_request_usd, or
         when spent + estimate would exceed the daily or monthly budget (a budget
         of 0 is none); the reason names the budget and the amounts. (True, "")
         otherwise. The check does not reserve anything: concurrent requests
-        may each pass and together overshoot by what they cost.
+        may each pass and together overshoot by what they cost. Pass `status`
+        (from budget_status at the same `now`) to check several estimates
+        against one read of the ledger.
         """
         if estimated_cost_usd < 0:
             raise ValueError(f"estimated_cost_usd must be >= 0, got {estimated_cost_usd}")
@@ -325,7 +328,7 @@ class Ledger:
         if settings.daily_budget_usd <= 0 and settings.monthly_budget_usd <= 0:
             return True, ""
         now = _now(now)  # once: both windows and the message must agree on the day
-        status = self.budget_status(settings, now)
+        status = status or self.budget_status(settings, now)
         day = datetime.fromtimestamp(now, UTC)
         for name, key, window, period in (
             ("daily budget", "daily_budget_usd", status.day, f"UTC day {day:%Y-%m-%d}"),

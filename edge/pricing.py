@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.errors import ConfigError
+from edge.shipped import shipped_file
 
 __all__ = [
     "Price",
@@ -88,12 +89,9 @@ class _TableFile(BaseModel):
 
 
 def _prices_path() -> Path:
-    # As edge.catalog finds the manifest: an installed wheel carries a copy
-    # under edge/_data; a source checkout reads models/prices.toml.
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_data" / "prices.toml", here.parent / "models" / "prices.toml"):
-        if candidate.is_file():
-            return candidate
+    path = shipped_file("prices.toml")
+    if path is not None:
+        return path
     raise ConfigError("price table not found (expected edge/_data/prices.toml or models/prices.toml)")
 
 

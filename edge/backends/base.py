@@ -42,6 +42,11 @@ class GenerationRequest:
     # where the backend can compute them.
     confidence: bool = False
 
+    def approx_prompt_tokens(self) -> int:
+        """A tokenizer-free guess at the prompt's size, about 4 characters a token:
+        for decisions made before (or without) the model's own tokenizer."""
+        return max(1, sum(len(m.content) for m in self.messages) // 4)
+
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 

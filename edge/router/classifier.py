@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from edge.errors import ModelCorrupt, ModelError, ModelNotFound
+from edge.shipped import shipped_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,11 +92,9 @@ def default_head_path(variant: str = DYNQ) -> Path:
     """The shipped head for an encoder variant: edge/_data/router/ in an installed wheel,
     models/router/ in a checkout."""
     name = _HEAD_FILES[variant]
-    here = Path(__file__).resolve().parent  # edge/router
-    candidates = (here.parent / "_data" / "router" / name, here.parents[1] / "models" / "router" / name)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+    path = shipped_file(f"router/{name}")
+    if path is not None:
+        return path
     raise ModelNotFound(f"difficulty head not found (expected edge/_data/router/{name} or "
                         f"models/router/{name}; models/router/train_difficulty.py makes it)")
 
