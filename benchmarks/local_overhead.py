@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import start_daemon  # noqa: E402
 
 from edge.backends.llama import default_threads  # noqa: E402
 from edge.catalog import default_models_dir, load_manifest  # noqa: E402
@@ -43,9 +43,8 @@ NAMES = ["Ash", "Brim", "Cinder", "Dusk", "Ember", "Flint", "Gale", "Hex", "Ivy"
          "Nox", "Onyx", "Pyre", "Quill", "Rune", "Soot", "Thorn", "Umber", "Vale", "Wisp", "Xyl", "Yew", "Zephyr"]
 
 
-def start_daemon(model: Path, threads: int, n_ctx: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    cfg = workdir / "bench.toml"
-    cfg.write_text(f"""
+def start_bench_daemon(model: Path, threads: int, n_ctx: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return start_daemon(f"""
 log_level = "warning"
 [server]
 listen = "127.0.0.1:0"
@@ -58,26 +57,7 @@ n_ctx = {n_ctx}
 [[local.models]]
 name = "bench"
 path = "{model}"
-""")
-    addr = workdir / "addr.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "--config", str(cfg), "--address-file", str(addr)],
-                            cwd=ROOT, stderr=open(workdir / "daemon.log", "wb"))
-    deadline = time.monotonic() + 120
-    while not addr.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"daemon failed to start: {(workdir / 'daemon.log').read_text()}")
-        time.sleep(0.05)
-    target = json.loads(addr.read_text())["tcp"]
-    client = Client(target)
-    while True:
-        try:
-            if client.status(timeout=2).state == "serving":
-                break
-        except Exception:  # noqa: BLE001 - still starting
-            pass
-        time.sleep(0.05)
-    client.close()
-    return proc, target
+""", workdir)
 
 
 def run_daemon(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
@@ -140,7 +120,7 @@ def main() -> None:
 
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, target = start_daemon(model, threads, n_ctx, Path(tmp))
+        proc, target = start_bench_daemon(model, threads, n_ctx, Path(tmp))
         client = Client(target)
         try:
             # Warm both paths once (page cache, first-call allocations).
