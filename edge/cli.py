@@ -21,6 +21,28 @@ def _target(args: argparse.Namespace) -> str:
     return args.target or os.environ.get("EDGE_TARGET") or "127.0.0.1:50051"
 
 
+def _client(args: argparse.Namespace) -> Any:
+    """A Client from --target/--token-file/--ca/--cert/--key (or EDGE_TARGET, EDGE_TOKEN, EDGE_TOKEN_FILE).
+
+    The token is read from a file or the environment, never from argv: every user on
+    the box can read another process's command line."""
+    from edge.client import Client
+
+    token = os.environ.get("EDGE_TOKEN") or None
+    token_file = args.token_file or os.environ.get("EDGE_TOKEN_FILE")
+    if token_file:
+        token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+    return Client(_target(args), token=token, ca_file=args.ca, cert_file=args.cert, key_file=args.key)
+
+
+def _add_connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", help="daemon address (default: $EDGE_TARGET or 127.0.0.1:50051; unix:PATH for a socket)")
+    p.add_argument("--token-file", help="file holding the bearer token (default: $EDGE_TOKEN_FILE, or $EDGE_TOKEN itself)")
+    p.add_argument("--ca", help="PEM CA certificate to verify a TLS daemon with")
+    p.add_argument("--cert", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--key", help="PEM client key (mutual TLS)")
+
+
 class _ProgressBar:
     """A one-line progress display on a terminal; a few plain lines otherwise."""
 
@@ -82,13 +104,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import json_format
 
-    from edge.client import Client
-
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
     kw: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed,
                           "model": args.model, "system": args.system, "preference": args.preference,
                           "stop": args.stop or ()}
-    with Client(_target(args)) as client:
+    with _client(args) as client:
         try:
             if args.stream:
                 final = None
@@ -118,9 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from edge.client import Client
-
-    with Client(_target(args)) as client:
+    with _client(args) as client:
         try:
             status = client.status(timeout=args.timeout)
             health = health_pb2_grpc.HealthStub(client._channel).Check(  # noqa: SLF001 - same channel
@@ -134,15 +152,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"edge {status.version}  state={status.state}  health={health_name}  uptime={status.uptime_s:.0f}s")
-    print(f"{'MODEL':32} {'STATE':8} {'QUEUE':>9} {'ACTIVE':>6} {'REQS':>6} {'REJECT':>6} {'CANCEL':>6} {'TOKENS':>8} {'THREADS':>7}")
+    hw = status.hardware
+    if hw.fingerprint:
+        battery = f"  battery {hw.battery_percent:.0f}%{' (on battery)' if hw.on_battery else ''}" \
+            if hw.battery_percent >= 0 else ""
+        print(f"hardware: {hw.cpu_model or '?'}, {hw.physical_cores} cores / {hw.logical_cores} threads, "
+              f"{hw.ram_total_bytes / 2**30:.1f} GiB RAM, {' '.join(hw.isa) or 'no AVX'}"
+              f"{', GPU offload' if hw.gpu_offload else ''}{battery}{'  THERMAL THROTTLING' if hw.thermal_throttled else ''}"
+              f"  [fingerprint {hw.fingerprint}]")
+    print(f"{'MODEL':32} {'STATE':8} {'QUEUE':>9} {'ACTIVE':>6} {'REQS':>6} {'REJECT':>6} {'CANCEL':>6} {'TOKENS':>8} "
+          f"{'THREADS':>7} {'GEN TOK/S':>9}")
     for m in status.models:
         star = "*" if m.name == status.default_model else " "
+        rate = f"{m.generation_tokens_per_second:.1f}" if m.generation_tokens_per_second else "-"
         print(f"{star}{m.name:31} {m.state:8} {m.queue_depth:>4}/{m.queue_capacity:<4} {m.active:>6} "
               f"{m.requests_total:>6} {m.rejected_total:>6} {m.cancelled_total:>6} {m.tokens_generated_total:>8} "
-              f"{m.n_threads:>7}")
+              f"{m.n_threads:>7} {rate:>9}{'' if m.profiled else '  (not profiled yet)'}")
     if status.models:
         print(f"resident memory: {status.models[0].resident_bytes / 2**20:.0f} MiB   (* = default model)")
     print(f"network: {status.network}")
+    for b in status.budgets:
+        limit = f"of ${b.limit_usd:.4f}, ${b.remaining_usd:.4f} left" if b.limit_usd else "(no budget)"
+        print(f"spent this {b.period}: ${b.spent_usd:.4f} {limit}")
+    print(f"doors: auth {'token required' if status.auth_required else 'off'}, TLS {status.tls or 'off'}, "
+          f"rate limit {f'{status.rate_limit_per_s:g}/s per client' if status.rate_limit_per_s else 'off'}, "
+          f"PII guard {status.pii_guard}")
     if status.backends:
         print(f"{'BACKEND':20} {'TIER':7} {'KIND':10} {'BREAKER':10} {'FAILS':>5} {'OUT':>4} {'REQS':>6} {'ERRORS':>6}  NOTE")
         for b in status.backends:
@@ -315,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ask", help="send one request and print the answer")
     a.add_argument("prompt", help="the user message ('-' reads stdin)")
-    a.add_argument("--target", help="daemon address (default: $EDGE_TARGET or 127.0.0.1:50051; unix:PATH for a socket)")
+    _add_connection_args(a)
     a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     a.add_argument("--max-tokens", type=int, default=0, help="tokens to generate at most (0 = daemon default)")
     a.add_argument("--temperature", type=float)
@@ -329,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_ask)
 
     st = sub.add_parser("status", help="show models, queues and health of a running daemon")
-    st.add_argument("--target")
+    _add_connection_args(st)
     st.add_argument("--timeout", type=float, default=10.0)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)

@@ -3,11 +3,15 @@
     from edge import Client
     with Client("127.0.0.1:50051") as c:
         print(c.ask("What is the capital of France?").text)
+
+With `token=` every call carries `authorization: Bearer <token>`; with `ca_file=`
+(and for mutual TLS `cert_file=` + `key_file=`) the channel speaks TLS.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -61,28 +65,49 @@ def build_request(prompt: Messages, *, system: str | None = None, max_tokens: in
         routing=pb.RoutingHints(preference=pref, max_latency_ms=max_latency_ms, max_cost_usd=max_cost_usd))
 
 
+def _credentials(ca_file: str | None, cert_file: str | None, key_file: str | None) -> grpc.ChannelCredentials | None:
+    if not (ca_file or cert_file or key_file):
+        return None
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("cert_file and key_file go together (mutual TLS)")
+
+    def read(p: str | None) -> bytes | None:
+        return Path(p).expanduser().read_bytes() if p else None
+
+    return grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
+                                        certificate_chain=read(cert_file))
+
+
+def _auth(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
 class Client:
     """Blocking client. Each call takes an optional `timeout` (seconds), sent as the gRPC deadline."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(target)
+    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.Channel | None = None,
+                 token: str | None = None, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
+        creds = _credentials(ca_file, cert_file, key_file)
+        self._channel = channel or (grpc.secure_channel(target, creds) if creds else grpc.insecure_channel(target))
         self._stub = pb_grpc.EdgeRouterStub(self._channel)
+        self._md = _auth(token)
 
     def ask(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> pb.GenerateResponse:
-        return self._stub.Generate(build_request(prompt, **kw), timeout=timeout)
+        return self._stub.Generate(build_request(prompt, **kw), timeout=timeout, metadata=self._md)
 
     def stream(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> Iterator[pb.GenerateStreamResponse]:
         """Yields messages with `delta` text, then one with `final`. Cancel with .cancel() on the iterator."""
-        return self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout)
+        return self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout, metadata=self._md)
 
     def generate(self, request: pb.GenerateRequest, *, timeout: float | None = None) -> pb.GenerateResponse:
-        return self._stub.Generate(request, timeout=timeout)
+        return self._stub.Generate(request, timeout=timeout, metadata=self._md)
 
     def status(self, *, timeout: float | None = 10.0) -> pb.GetStatusResponse:
-        return self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout)
+        return self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout, metadata=self._md)
 
     def list_models(self, *, timeout: float | None = 10.0) -> pb.ListModelsResponse:
-        return self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout)
+        return self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md)
 
     def close(self) -> None:
         self._channel.close()
@@ -95,18 +120,23 @@ class Client:
 
 
 class AsyncClient:
-    """asyncio client, same calls as Client."""
+    """asyncio client, same calls and options as Client."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.aio.Channel | None = None) -> None:
-        self._channel = channel or grpc.aio.insecure_channel(target)
+    def __init__(self, target: str = DEFAULT_TARGET, *, channel: grpc.aio.Channel | None = None,
+                 token: str | None = None, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
+        creds = _credentials(ca_file, cert_file, key_file)
+        self._channel = channel or (grpc.aio.secure_channel(target, creds) if creds
+                                    else grpc.aio.insecure_channel(target))
         self._stub = pb_grpc.EdgeRouterStub(self._channel)
+        self._md = _auth(token)
 
     async def ask(self, prompt: Messages, *, timeout: float | None = None, **kw: Any) -> pb.GenerateResponse:
-        return await self._stub.Generate(build_request(prompt, **kw), timeout=timeout)
+        return await self._stub.Generate(build_request(prompt, **kw), timeout=timeout, metadata=self._md)
 
     async def stream(self, prompt: Messages, *, timeout: float | None = None,
                      **kw: Any) -> AsyncIterator[pb.GenerateStreamResponse]:
-        call = self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout)
+        call = self._stub.GenerateStream(build_request(prompt, **kw), timeout=timeout, metadata=self._md)
         try:
             async for message in call:
                 yield message
@@ -114,13 +144,13 @@ class AsyncClient:
             call.cancel()  # no-op once finished; stops generation if the caller broke off
 
     async def generate(self, request: pb.GenerateRequest, *, timeout: float | None = None) -> pb.GenerateResponse:
-        return await self._stub.Generate(request, timeout=timeout)
+        return await self._stub.Generate(request, timeout=timeout, metadata=self._md)
 
     async def status(self, *, timeout: float | None = 10.0) -> pb.GetStatusResponse:
-        return await self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout)
+        return await self._stub.GetStatus(pb.GetStatusRequest(), timeout=timeout, metadata=self._md)
 
     async def list_models(self, *, timeout: float | None = 10.0) -> pb.ListModelsResponse:
-        return await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout)
+        return await self._stub.ListModels(pb.ListModelsRequest(), timeout=timeout, metadata=self._md)
 
     async def close(self) -> None:
         await self._channel.close()

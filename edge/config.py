@@ -18,7 +18,8 @@ from edge.pricing import CostSettings
 
 __all__ = [
     "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
-    "RoutingSettings", "ResilienceSettings", "load_settings",
+    "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings",
+    "TracingSettings", "load_settings",
 ]
 
 
@@ -31,6 +32,7 @@ class ServerSettings(_Section):
     listen: str = Field("127.0.0.1:50051", description="TCP address host:port to listen on; port 0 picks a free one; empty disables TCP")
     unix_socket: str = Field("", description="Path of a unix socket to listen on as well; empty disables it")
     shutdown_grace_s: float = Field(10.0, ge=0, le=3600, description="Seconds in-flight requests get to finish after SIGTERM/SIGINT")
+    unix_socket_group: str = Field("", description="Group (name or id) that may use the unix socket too: the socket becomes 0660 owned by it; empty = owner only (0600)")
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="gRPC's own cap on one request's encoded size")
 
     @field_validator("listen")
@@ -145,6 +147,53 @@ class ResilienceSettings(_Section):
     fallback_reserve_s: float = Field(2.0, ge=0, le=3600, description="Deadline share kept back from remote attempts so the local model can still answer (at most half of what is left)")
 
 
+class SecuritySettings(_Section):
+    tls_cert_file: str = Field("", description="PEM certificate chain for the TCP listener; with tls_key_file, the listener speaks TLS only")
+    tls_key_file: str = Field("", description="PEM private key of that certificate; must not be readable by other users")
+    tls_client_ca_file: str = Field("", description="PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)")
+    tokens_file: str = Field("", description="Bearer tokens, one per line as 'client-name token' (or just 'token'); when set, every RPC but health needs one. Re-read on SIGHUP")
+    rate_limit_per_s: float = Field(0.0, ge=0, le=1_000_000, description="Requests per second each client may make (token bucket); 0 = no limit")
+    rate_limit_burst: int = Field(10, ge=1, le=1_000_000, description="Requests a client may make at once before the rate applies")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SecuritySettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
+
+PII_KINDS = ("email", "phone", "card", "iban", "ip", "secret")
+
+
+class PrivacySettings(_Section):
+    pii: Literal["keep_local", "redact", "off"] = Field("keep_local", description="Requests holding personal data or secrets: 'keep_local' answers them on this device; 'redact' replaces the values with placeholders before any remote tier sees them; 'off' does neither")
+    pii_kinds: list[Literal["email", "phone", "card", "iban", "ip", "secret"]] = Field(default_factory=lambda: list(PII_KINDS), description="What the guard looks for: email, phone, card (Luhn-checked), iban (mod-97 checked), ip, secret (API keys, tokens, private keys, password=...)")
+
+
+class MetricsSettings(_Section):
+    listen: str = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        return ServerSettings._host_port(v)
+
+
+class TracingSettings(_Section):
+    enabled: bool = Field(False, description="Emit OpenTelemetry spans (needs the opentelemetry-sdk package: pip install 'edge[otel]')")
+    exporter: Literal["otlp", "console", "file"] = Field("otlp", description="'otlp' (the OTEL_EXPORTER_OTLP_* environment, needs opentelemetry-exporter-otlp), 'console' (stderr) or 'file' (JSON lines at tracing.file)")
+    file: str = Field("", description="Where the 'file' exporter appends spans")
+    service_name: str = Field("edge", description="service.name resource attribute")
+
+    @model_validator(mode="after")
+    def _file(self) -> TracingSettings:
+        if self.enabled and self.exporter == "file" and not self.file:
+            raise ValueError("exporter 'file' needs tracing.file")
+        return self
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
@@ -154,8 +203,13 @@ class Settings(_Section):
     onprem: list[RemoteEntry] = Field(default_factory=list, description="On-prem OpenAI-compatible servers, balanced by least outstanding requests")
     cloud: list[RemoteEntry] = Field(default_factory=list, description="Cloud providers, tried in this order")
     cost: CostSettings = Field(default_factory=CostSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+    log_content: bool = Field(False, description="Put prompt and answer text in the per-request log line (off: logs carry ids, decisions and counts only)")
 
     @field_validator("local")
     @classmethod
@@ -178,10 +232,17 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> Settings:
-        names = [e.name for e in (*self.onprem, *self.cloud)]
-        dupes = sorted({n for n in names if names.count(n) > 1} | ({n for n in names} & {"local"}))
-        if dupes:
-            raise ValueError(f"remote backend names must be unique and not 'local', repeated: {', '.join(dupes)}")
+        # A check across sections: its message starts with the key path itself (see _describe).
+        seen: dict[str, str] = {}
+        for section in ("onprem", "cloud"):
+            for i, e in enumerate(getattr(self, section)):
+                where = f"{section}.{i}.name"
+                if e.name == "local":
+                    raise ValueError(f"{where}: 'local' is the local tier's name; pick another")
+                if e.name in seen:
+                    raise ValueError(f"{where}: {e.name!r} is already the name of {seen[e.name]}; "
+                                     "remote backend names must be unique")
+                seen[e.name] = where.removesuffix(".name")
         return self
 
 
@@ -195,6 +256,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "EDGE_QUEUE_SIZE": ("local", "queue_size"),
     "EDGE_LOG_LEVEL": ("", "log_level"),
     "EDGE_OFFLINE": ("routing", "offline"),
+    "EDGE_METRICS_LISTEN": ("metrics", "listen"),
+    "EDGE_TOKENS_FILE": ("security", "tokens_file"),
+    "EDGE_PII": ("privacy", "pii"),
 }
 
 
@@ -211,7 +275,12 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
 def _describe(err: ValidationError, origin: str) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
+        if not loc and e["type"] == "value_error":
+            # Checks across sections (model validators) name their key path in the message.
+            lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
+            continue
+        loc = loc or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{loc}: unknown key")
         else:
@@ -233,8 +302,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(f"config file {path} is not valid TOML: arrays or tables nested too deeply") from None
     _apply_env(data, environ)
     try:
         return Settings.model_validate(data)

@@ -7,16 +7,17 @@ The gRPC server (and later front doors) only translate to and from the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Backend, Chunk, ModelDescription, Timeouts
+from edge.backends.base import Backend, Chunk, GenerationRequest, Message, ModelDescription, Timeouts
 from edge.confidence import Confidence, is_confident
 from edge.backends.fake import FakeBackend
 from edge.backends.threaded import ThreadedBackend
@@ -25,12 +26,14 @@ from edge.config import ModelEntry, RemoteEntry, Settings
 from edge.errors import ConfigError, ModelNotFound
 from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
 from edge.ledger import Ledger, LedgerEntry, default_ledger_path
+from edge.metrics import Metrics
 from edge.pricing import PriceTable, cost_usd, local_cost_usd
 from edge.resilience import BreakerState, CircuitBreaker
 from edge.router import Reason, Signals, Thresholds, decide, weigh
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor
 from edge.router.policy import Decision
+from edge.tracing import NOOP, Span, build_tracer
 from edge.v1 import router_pb2 as pb
 from edge.validation import ValidRequest
 
@@ -152,6 +155,10 @@ class Engine:
         # close() waits for the last of them.
         self._ledger_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.started_at = time.monotonic()
+        self.metrics = Metrics()
+        self.hardware: Any = None  # edge.profiler.HardwareProfile once start() has probed it
+        self.profiles: dict[str, Any] = {}  # model name -> the edge.profiler.ModelProfile applied
+        self.tracer = build_tracer(settings.tracing)
 
     async def start(self) -> None:
         """Load every model; the default first, since health waits on it."""
@@ -186,6 +193,10 @@ class Engine:
         from edge.profiler import collect_hardware, ensure_profile, load_profile
 
         routing = self.settings.routing
+        try:
+            self.hardware = await asyncio.to_thread(collect_hardware, bandwidth=False)
+        except Exception as exc:  # noqa: BLE001 - collect_hardware never raises by contract; belt and braces
+            log.warning("hardware probe failed", extra={"error": str(exc)})
         for name, backend in self.backends.items():
             if not isinstance(backend, LlamaBackend) or not backend.sha256:
                 continue
@@ -193,16 +204,18 @@ class Engine:
                 if routing.profile_on_start:
                     profile = await asyncio.to_thread(ensure_profile, backend.path, backend.sha256,
                                                       budget_s=routing.profile_budget_s, name=name)
-                else:
+                elif self.hardware is not None:
                     import llama_cpp
 
-                    hw = await asyncio.to_thread(collect_hardware, bandwidth=False)
-                    profile = load_profile(hw.fingerprint, backend.sha256, llama_cpp.__version__)
+                    profile = load_profile(self.hardware.fingerprint, backend.sha256, llama_cpp.__version__)
+                else:
+                    profile = None
             except Exception as exc:  # noqa: BLE001 - profiling must never take the daemon down
                 log.warning("profile unavailable", extra={"model": name, "error": str(exc)})
                 continue
             if profile is None:
                 continue
+            self.profiles[name] = profile
             est = self.estimates[name]
             if est.prompt_tps.value is None:
                 est.seed(profile.prompt_tps, profile.gen_tps)
@@ -223,6 +236,7 @@ class Engine:
                              *(st.backend.close() for st in self.remotes.values()))
         await asyncio.to_thread(self._ledger_writer.shutdown, wait=True)
         self.ledger.close()
+        await asyncio.to_thread(self.tracer.shutdown)
 
     # -- cost and the ledger ------------------------------------------------------------
 
@@ -306,16 +320,62 @@ class Engine:
             cpu_percent=load.cpu_percent, memory_percent=load.memory_percent, battery_percent=load.battery_percent,
             on_battery=load.on_battery, thermal_throttled=load.thermal_throttled, difficulty=difficulty)
 
-    def record(self, entry: LedgerEntry) -> None:
-        """Queue a ledger write; never blocks the loop, never fails the request."""
+    def record(self, entry: LedgerEntry) -> Future[None]:
+        """Queue a ledger write on the writer thread; never blocks the loop, never fails the
+        request (a failed write is logged). The future says when the row is committed."""
         future = self._ledger_writer.submit(self.ledger.record, entry)
         future.add_done_callback(lambda f: f.exception() and log.error(
             "ledger write failed", extra={"request_id": entry.request_id, "error": str(f.exception())}))
+        return future
 
     def record_failure(self, request_id: str, status: str, latency_ms: float) -> None:
+        self.metrics.observe_failure(status)
         self.record(LedgerEntry(request_id=request_id, ts=time.time(), tier="", backend="", model="",
                                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
                                 outcome=status))
+
+    def budget_snapshot(self) -> dict[str, tuple[float, float]] | None:
+        """{'day'|'month': (spent, limit)} for each configured budget; None when there is none."""
+        cost = self.settings.cost
+        if cost.daily_budget_usd <= 0 and cost.monthly_budget_usd <= 0:
+            return None
+        status = self.ledger.budget_status(cost)
+        return {period: (w.spent_usd, w.limit_usd) for period, w in (("day", status.day), ("month", status.month))
+                if w.limit_usd is not None}
+
+    # -- privacy ------------------------------------------------------------------------
+
+    async def _pii(self, req: ValidRequest) -> list[str]:
+        """Kinds of personal data or secrets in the request, when some could leave the device."""
+        if self.settings.privacy.pii == "off" or not self.remotes:
+            return []
+        from edge.privacy import find_pii
+
+        kinds = self.settings.privacy.pii_kinds
+
+        def scan() -> list[str]:
+            return sorted({f.kind for m in req.generation.messages for f in find_pii(m.content, kinds)})
+
+        # ~60 us for a chat prompt, but up to ~150 ms for 64 KB of digits: big requests
+        # are scanned off the event loop so they cannot stall other clients' streams.
+        if sum(len(m.content) for m in req.generation.messages) > 4096:
+            return await asyncio.to_thread(scan)
+        return scan()
+
+    def _redactor(self, kinds: list[str]):  # type: ignore[no-untyped-def]
+        """What remote tiers receive under privacy.pii = 'redact': every message (and any
+        continuation text) with the values replaced by placeholders, numbered per request."""
+        from edge.privacy import Redactor
+
+        redactor = Redactor(self.settings.privacy.pii_kinds)
+
+        def outbound(r: GenerationRequest) -> GenerationRequest:
+            from dataclasses import replace
+
+            return replace(r, messages=tuple(Message(m.role, redactor.redact(m.content)) for m in r.messages),
+                           assistant_prefix=redactor.redact(r.assistant_prefix))
+
+        return outbound
 
     def network(self) -> str:
         """'local-only', 'offline', 'up' (a remote backend is usable) or 'down'."""
@@ -346,23 +406,57 @@ class Engine:
 
     async def generate(self, req: ValidRequest) -> AsyncIterator[str | Notice | Result]:
         """Yield text deltas (and mid-stream notices) as they come, then one Result."""
+        span = self.tracer.start("edge.request", request_id=req.generation.request_id, stream=req.generation.stream)
+        error: BaseException | None = None
+        try:
+            async for event in self._generate(req, span):
+                if isinstance(event, Result):
+                    span.set(tier=TIER_NAMES[event.tier], backend=event.backend, degraded=event.degraded,
+                             prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens,
+                             reasons=[r.code for r in event.trace])
+                yield event
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            span.end(error)
+
+    async def _plan(self, req: ValidRequest, span: Span) -> tuple[Decision, list[Candidate], list[Attempt], list[str]]:
+        """decide -> cost gate -> weigh: the plan, the chain in order, the candidates ruled out, PII found."""
+        dspan = span.child("edge.decide")
+        try:
+            routing = self.settings.routing
+            pii = await self._pii(req)
+            keep_local = bool(pii) and self.settings.privacy.pii == "keep_local"
+            decision = decide(requested_model=req.model, preference=req.preference, local_models=list(self.backends),
+                              default_model=self.default_model, remote_tiers=self.remote_tiers,
+                              chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
+                              sensitive=_kinds_text(pii) if keep_local else "")
+            chain, skipped = self._cost_gate(req, self._chain(decision))
+            if routing.strategy == "smart" and decision.open_choice:
+                signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
+                decision = weigh(decision, signals, self.thresholds)
+                order = {t: i for i, t in enumerate(decision.tiers)}
+                chain.sort(key=lambda c: order[TIER_NAMES[c.tier]])  # stable within a tier
+        except BaseException as exc:
+            dspan.end(exc)
+            raise
+        dspan.set(tiers=list(decision.tiers), reasons=[r.code for r in decision.reasons], cascade=decision.cascade,
+                  pii=pii)
+        dspan.end()
+        return decision, chain, skipped, pii
+
+    async def _generate(self, req: ValidRequest, span: Span = NOOP) -> AsyncIterator[str | Notice | Result]:
         started = time.monotonic()
-        routing = self.settings.routing
-        decision = decide(requested_model=req.model, preference=req.preference, local_models=list(self.backends),
-                          default_model=self.default_model, remote_tiers=self.remote_tiers,
-                          chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only)
+        decision, chain, skipped, pii = await self._plan(req, span)
+        redact = bool(pii) and self.settings.privacy.pii == "redact"
         parts: list[str] = []
         notices: list[Reason] = []
         first_at: float | None = None
         served: Served | None = None
-        chain, skipped = self._cost_gate(req, self._chain(decision))
-        if routing.strategy == "smart" and decision.open_choice:
-            signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
-            decision = weigh(decision, signals, self.thresholds)
-            order = {t: i for i, t in enumerate(decision.tiers)}
-            chain.sort(key=lambda c: order[TIER_NAMES[c.tier]])  # stable within a tier
         gate = self._confidence_gate() if decision.cascade else None
-        async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate):
+        async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate,
+                                     outbound=self._redactor(pii) if redact else None, span=span):
             if isinstance(event, str):
                 if first_at is None:
                     first_at = time.monotonic()
@@ -398,17 +492,37 @@ class Engine:
         for a in served.attempts:
             if a.outcome in ("over_budget", "over_cost_ceiling"):
                 trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
+        if redact:
+            trace.append(Reason("PII_REDACTED", f"{_kinds_text(pii)} replaced by placeholders in everything sent "
+                                                "to remote tiers"))
         if cand.remote is None:
             self.estimates[cand.model].observe(
                 prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),
                 completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
         cost = self._cost_of(cand, final.prompt_tokens, final.completion_tokens, ended - started)
-        self.record(LedgerEntry(
+        # Committed before the client hears the answer is final: a kill -9 can then lose
+        # an answer nobody received, but never spending somebody was served.
+        committed = self.record(LedgerEntry(
             request_id=req.generation.request_id, ts=time.time(), tier=TIER_NAMES[cand.tier], backend=cand.name,
             model=cand.model, prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
             cost_usd=cost, latency_ms=timings.total_ms, outcome="ok", reasons=[r.code for r in trace],
             degraded=degraded))
-        yield Result(request_id=req.generation.request_id, text="".join(parts), finish_reason=final.finish_reason or "",
-                     prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, tier=cand.tier,
-                     backend=cand.name, model=cand.model, timings=timings, trace=trace, degraded=degraded,
-                     attempts=list(served.attempts), cost_usd=cost)
+        with contextlib.suppress(Exception):  # a failed write is logged by record(); the answer stands
+            await asyncio.wrap_future(committed)
+        result = Result(request_id=req.generation.request_id, text="".join(parts),
+                        finish_reason=final.finish_reason or "", prompt_tokens=final.prompt_tokens,
+                        completion_tokens=final.completion_tokens, tier=cand.tier, backend=cand.name,
+                        model=cand.model, timings=timings, trace=trace, degraded=degraded,
+                        attempts=list(served.attempts), cost_usd=cost)
+        self.metrics.observe_result(result, TIER_NAMES[cand.tier])
+        if pii:
+            self.metrics.pii.labels(self.settings.privacy.pii).inc()
+        yield result
+
+
+def _kinds_text(kinds: list[str]) -> str:
+    """['card', 'email'] -> 'a card number and an e-mail address' (for traces and errors)."""
+    names = {"email": "an e-mail address", "phone": "a phone number", "card": "a payment card number",
+             "iban": "an IBAN", "ip": "an IP address", "secret": "a secret key or password"}
+    words = [names.get(k, k) for k in kinds]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from edge.backends.base import Backend, Chunk, GenerationRequest
@@ -30,6 +31,7 @@ from edge.errors import (
 from edge.resilience import BreakerState, CircuitBreaker, retry_delay
 from edge.router.estimates import Ema
 from edge.router import Reason
+from edge.tracing import NOOP, Span
 
 __all__ = ["Attempt", "Candidate", "Notice", "RemoteState", "Served", "run_chain", "probe_loop"]
 
@@ -109,7 +111,9 @@ Gate = Callable[[Chunk], "tuple[bool, str] | None"]
 
 
 async def run_chain(request: GenerationRequest, chain: list[Candidate], settings: ResilienceSettings,
-                    skipped: list[Attempt] | None = None, gate: Gate | None = None) -> AsyncIterator[str | Notice | Served]:
+                    skipped: list[Attempt] | None = None, gate: Gate | None = None, *,
+                    outbound: Callable[[GenerationRequest], GenerationRequest] | None = None,
+                    span: Span = NOOP) -> AsyncIterator[str | Notice | Served]:
     """Yield text deltas (and notices) from the first backend that answers, then Served.
 
     Raises InvalidArgument when a provider rejects the request (HTTP 400), the local
@@ -120,6 +124,9 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
     something follows it: its text is held back until gate(chunk) returns a verdict
     (ok, why); a bad verdict abandons the local answer, unseen by the client, and the
     next candidate answers.
+
+    `outbound` rewrites what a remote candidate receives (the privacy guard's redaction),
+    continuation text included. Each try is a child span of `span`.
     """
     attempts: list[Attempt] = list(skipped or ())  # candidates the policy already ruled out, with why
     sent = ""
@@ -141,6 +148,8 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded("deadline passed before a backend could answer: " + _summary(attempts))
             attempt_req = replace(request, assistant_prefix=request.assistant_prefix + sent) if sent else request
+            if st is not None and outbound is not None:
+                attempt_req = outbound(attempt_req)
             if st is not None and st.stream_upstream and not attempt_req.stream:
                 attempt_req = replace(attempt_req, stream=True)
             if not is_last and remaining is not None and request.deadline is not None:
@@ -156,82 +165,83 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
             if st is not None:
                 st.outstanding += 1
                 st.requests_total += 1
-            try:
-                gen_stream = cand.backend.generate(replace(attempt_req, confidence=True) if gated else attempt_req)
-                async for chunk in gen_stream:
-                    if gated:
-                        held.append(chunk.text)
-                        verdict = gate(chunk)  # type: ignore[misc]
-                        if verdict is None:
-                            continue
-                        gated = False
-                        ok, why = verdict
-                        if not ok:
-                            rejected = why
-                            await gen_stream.aclose()  # stops the local model at its next token
-                            break
-                        chunk = replace(chunk, text="".join(held))
-                    if chunk.text:
-                        streamed_here = True
-                        deltas_here += 1
-                        sent += chunk.text
-                        yield chunk.text
-                    if chunk.finish_reason is not None:
-                        final = chunk
-                if rejected:
-                    attempts.append(Attempt(cand.name, cand.tier, "low_confidence", _elapsed_ms(t0), rejected))
-                    yield Notice(Reason("CASCADE_ESCALATED", f"{cand.name}: {rejected}"))
+            with _attempt_span(span, cand, tries, attempts):
+                try:
+                    gen_stream = cand.backend.generate(replace(attempt_req, confidence=True) if gated else attempt_req)
+                    async for chunk in gen_stream:
+                        if gated:
+                            held.append(chunk.text)
+                            verdict = gate(chunk)  # type: ignore[misc]
+                            if verdict is None:
+                                continue
+                            gated = False
+                            ok, why = verdict
+                            if not ok:
+                                rejected = why
+                                await gen_stream.aclose()  # stops the local model at its next token
+                                break
+                            chunk = replace(chunk, text="".join(held))
+                        if chunk.text:
+                            streamed_here = True
+                            deltas_here += 1
+                            sent += chunk.text
+                            yield chunk.text
+                        if chunk.finish_reason is not None:
+                            final = chunk
+                    if rejected:
+                        attempts.append(Attempt(cand.name, cand.tier, "low_confidence", _elapsed_ms(t0), rejected))
+                        yield Notice(Reason("CASCADE_ESCALATED", f"{cand.name}: {rejected}"))
+                        break
+                    if final is None:
+                        raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
+                except RetryableBackendError as exc:
+                    if st is None:
+                        raise
+                    st.failures_total += 1
+                    st.breaker.record_failure()
+                    attempts.append(Attempt(cand.name, cand.tier, "retryable_error", _elapsed_ms(t0), str(exc)))
+                    log.warning("backend attempt failed", extra={"request_id": request.request_id, "backend": cand.name,
+                                                                  "error": str(exc), "breaker": st.breaker.state})
+                    if streamed_here:
+                        # The client already has part of this answer: continue it elsewhere, don't restart.
+                        yield Notice(Reason("FAILOVER_MID_STREAM", f"{cand.name} failed after sending part of the "
+                                                                   f"answer ({exc}); continuing on the next backend"))
+                        break
+                    tries += 1
+                    if tries > settings.max_retries or st.breaker.state != BreakerState.CLOSED:
+                        break
+                    delay = retry_delay(tries, settings, exc.retry_after)
+                    left = attempt_req.remaining()
+                    if left is not None and delay + MIN_ATTEMPT_S >= left:
+                        attempts.append(Attempt(cand.name, cand.tier, "no_time", 0.0,
+                                                f"retry would wait {delay:.2f}s with {left:.2f}s left"))
+                        break
+                    await asyncio.sleep(delay)
+                    continue
+                except BackendMisconfigured as exc:
+                    assert st is not None
+                    st.failures_total += 1
+                    st.out_of_rotation = str(exc)
+                    attempts.append(Attempt(cand.name, cand.tier, "misconfigured", _elapsed_ms(t0), str(exc)))
+                    log.error("backend taken out of rotation", extra={"backend": cand.name, "error": str(exc)})
                     break
-                if final is None:
-                    raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
-            except RetryableBackendError as exc:
-                if st is None:
+                except Overloaded as exc:
+                    if st is not None or is_last:
+                        raise
+                    # The local model chosen first is busy: the remote tiers after it take over.
+                    attempts.append(Attempt(cand.name, cand.tier, "queue_full", _elapsed_ms(t0), str(exc)))
+                    break
+                except BackendRejectedRequest as exc:
+                    if st is not None:
+                        st.breaker.record_success()  # it answered; the request was at fault
+                    raise InvalidArgument("messages", f"{cand.name} rejected the request: {exc}") from exc
+                except BaseException:
+                    if st is not None and st.breaker.state == BreakerState.HALF_OPEN:
+                        st.breaker.release_probe()
                     raise
-                st.failures_total += 1
-                st.breaker.record_failure()
-                attempts.append(Attempt(cand.name, cand.tier, "retryable_error", _elapsed_ms(t0), str(exc)))
-                log.warning("backend attempt failed", extra={"request_id": request.request_id, "backend": cand.name,
-                                                              "error": str(exc), "breaker": st.breaker.state})
-                if streamed_here:
-                    # The client already has part of this answer: continue it elsewhere, don't restart.
-                    yield Notice(Reason("FAILOVER_MID_STREAM", f"{cand.name} failed after sending part of the "
-                                                               f"answer ({exc}); continuing on the next backend"))
-                    break
-                tries += 1
-                if tries > settings.max_retries or st.breaker.state != BreakerState.CLOSED:
-                    break
-                delay = retry_delay(tries, settings, exc.retry_after)
-                left = attempt_req.remaining()
-                if left is not None and delay + MIN_ATTEMPT_S >= left:
-                    attempts.append(Attempt(cand.name, cand.tier, "no_time", 0.0,
-                                            f"retry would wait {delay:.2f}s with {left:.2f}s left"))
-                    break
-                await asyncio.sleep(delay)
-                continue
-            except BackendMisconfigured as exc:
-                assert st is not None
-                st.failures_total += 1
-                st.out_of_rotation = str(exc)
-                attempts.append(Attempt(cand.name, cand.tier, "misconfigured", _elapsed_ms(t0), str(exc)))
-                log.error("backend taken out of rotation", extra={"backend": cand.name, "error": str(exc)})
-                break
-            except Overloaded as exc:
-                if st is not None or is_last:
-                    raise
-                # The local model chosen first is busy: the remote tiers after it take over.
-                attempts.append(Attempt(cand.name, cand.tier, "queue_full", _elapsed_ms(t0), str(exc)))
-                break
-            except BackendRejectedRequest as exc:
-                if st is not None:
-                    st.breaker.record_success()  # it answered; the request was at fault
-                raise InvalidArgument("messages", f"{cand.name} rejected the request: {exc}") from exc
-            except BaseException:
-                if st is not None and st.breaker.state == BreakerState.HALF_OPEN:
-                    st.breaker.release_probe()
-                raise
-            finally:
-                if st is not None:
-                    st.outstanding -= 1
+                finally:
+                    if st is not None:
+                        st.outstanding -= 1
             if st is not None:
                 st.breaker.record_success()
                 st.latency_s.add(time.monotonic() - t0)
@@ -242,6 +252,25 @@ async def run_chain(request: GenerationRequest, chain: list[Candidate], settings
             yield Served(cand, final, attempts, usage_estimated=estimated)
             return
     raise Unavailable("no backend could serve the request: " + _summary(attempts))
+
+
+@contextmanager
+def _attempt_span(parent: Span, cand: Candidate, retry: int, attempts: list[Attempt]) -> Iterator[None]:
+    """One span per try, ended with the outcome the try recorded (or the error that left it)."""
+    if parent is NOOP:
+        yield
+        return
+    before = len(attempts)
+    span = parent.child("edge.attempt", backend=cand.name, tier=cand.tier, retry=retry)
+    try:
+        yield
+    except BaseException as exc:
+        span.set(outcome=type(exc).__name__)
+        span.end(exc)
+        raise
+    # A success records its Attempt after this block; anything else recorded one inside it.
+    span.set(outcome=attempts[-1].outcome if len(attempts) > before else "ok")
+    span.end()
 
 
 def _summary(attempts: list[Attempt]) -> str:

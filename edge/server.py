@@ -25,6 +25,7 @@ from edge import __version__
 from edge.config import Settings
 from edge.engine import Engine, Result
 from edge.failover import Notice
+from edge.security import Guard, RateLimiter, TokenStore, reload_tokens, server_credentials
 from edge.errors import (
     BackendError,
     ConfigError,
@@ -121,7 +122,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
             request_id, valid = self._admit(request, context, stream)
             async for event in self._engine.generate(valid):
                 if isinstance(event, Result):
-                    self._daemon.log_result(event)
+                    self._daemon.log_result(event, valid)
                 yield event
         except asyncio.CancelledError:
             log.info("request cancelled", extra={"request_id": request_id})
@@ -167,7 +168,9 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
                 active=b.queue.active, requests_total=s.requests_total, rejected_total=s.rejected_total,
                 cancelled_total=s.cancelled_total, tokens_generated_total=s.tokens_generated_total,
                 last_completion_tokens=s.last_completion_tokens, n_threads=b.describe().n_threads,
-                resident_bytes=rss))
+                resident_bytes=rss, profiled=name in self._engine.profiles,
+                prompt_tokens_per_second=self._engine.estimates[name].prompt_tps.value or 0.0,
+                generation_tokens_per_second=self._engine.estimates[name].gen_tps.value or 0.0))
         backends = [
             pb.BackendStatus(
                 name=name, tier=st.tier, kind=getattr(st.backend, "kind", ""), model=getattr(st.backend, "model", ""),
@@ -177,10 +180,34 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
                 out_of_rotation=st.out_of_rotation)
             for name, st in self._engine.remotes.items()
         ]
+        sec = self._daemon.settings.security
         return pb.GetStatusResponse(version=__version__, state=self._daemon.state,
                                     uptime_s=time.monotonic() - self._daemon.started_at, models=models,
                                     default_model=self._engine.default_model, backends=backends,
-                                    network=self._engine.network())
+                                    network=self._engine.network(), hardware=_hardware(self._engine.hardware),
+                                    budgets=await asyncio.to_thread(self._budgets),
+                                    auth_required=bool(sec.tokens_file),
+                                    tls="mutual" if sec.tls_client_ca_file else "tls" if sec.tls_cert_file else "off",
+                                    rate_limit_per_s=sec.rate_limit_per_s,
+                                    pii_guard=self._daemon.settings.privacy.pii)
+
+    def _budgets(self) -> list[pb.BudgetWindow]:
+        status = self._engine.ledger.budget_status(self._engine.settings.cost)
+        return [pb.BudgetWindow(period=period, spent_usd=w.spent_usd, limit_usd=w.limit_usd or 0.0,
+                                remaining_usd=w.remaining_usd or 0.0)
+                for period, w in (("day", status.day), ("month", status.month))]
+
+
+def _hardware(hw: Any) -> pb.HardwareSummary | None:
+    if hw is None:
+        return None
+    return pb.HardwareSummary(
+        fingerprint=hw.fingerprint, cpu_model=hw.cpu_model or "", physical_cores=hw.physical_cores or 0,
+        logical_cores=hw.logical_cores or 0, isa=list(hw.isa or ()), ram_total_bytes=hw.ram_total_bytes or 0,
+        ram_available_bytes=hw.ram_available_bytes or 0, gpu_offload=bool(hw.llama_gpu_offload),
+        gpus=[g.name for g in hw.gpus or ()],
+        battery_percent=hw.battery_percent if hw.battery_percent is not None else -1.0,
+        on_battery=hw.battery_plugged is False, thermal_throttled=bool(hw.temperature_high))
 
 
 class Daemon:
@@ -189,6 +216,11 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = Engine(settings)  # verifies model files: raises before anything listens
+        sec = settings.security
+        # Secrets are checked here too, so a world-readable key stops the daemon before it listens.
+        self.credentials = server_credentials(sec)
+        self.tokens = TokenStore(sec.tokens_file) if sec.tokens_file else None
+        self.limiter = RateLimiter(sec.rate_limit_per_s, sec.rate_limit_burst) if sec.rate_limit_per_s > 0 else None
         self.state = "starting"
         self.started_at = time.monotonic()
         self.addresses: dict[str, str] = {}
@@ -203,8 +235,13 @@ class Daemon:
 
         return psutil.Process().memory_info().rss
 
-    def log_result(self, r: Result) -> None:
-        log.info("request served", extra={
+    def log_result(self, r: Result, req: Any = None) -> None:
+        content = {}
+        if self.settings.log_content and req is not None:
+            # Off by default: prompts and answers are the user's data, not the operator's.
+            content = {"messages": [{"role": m.role, "content": m.content} for m in req.generation.messages],
+                       "answer": r.text}
+        log.info("request served", extra={**content,
             "request_id": r.request_id, "tier": pb.Tier.Name(r.tier), "model": r.model,
             "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
             "completion_tokens": r.completion_tokens, "total_ms": round(r.timings.total_ms, 1),
@@ -218,7 +255,11 @@ class Daemon:
     async def start(self) -> dict[str, str]:
         """Bind the listeners and begin loading models; returns the bound addresses."""
         cfg = self.settings.server
-        server = grpc.aio.server(options=[
+        interceptors = []
+        if self.tokens is not None or self.limiter is not None:
+            rejections = self.engine.metrics.rejections
+            interceptors.append(Guard(self.tokens, self.limiter, lambda why: rejections.labels(why).inc()))
+        server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.so_reuseport", 0),
         ])
@@ -228,7 +269,10 @@ class Daemon:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
         if cfg.listen:
             try:
-                port = server.add_insecure_port(cfg.listen)
+                if self.credentials is not None:
+                    port = server.add_secure_port(cfg.listen, self.credentials)
+                else:
+                    port = server.add_insecure_port(cfg.listen)
             except RuntimeError as exc:
                 raise ConfigError(f"server.listen: cannot bind {cfg.listen}: {exc}") from exc
             host = cfg.listen.rpartition(":")[0]
@@ -246,9 +290,17 @@ class Daemon:
                 raise ConfigError(f"server.unix_socket: cannot bind {path}: {exc}") from exc
             finally:
                 os.umask(old_umask)
+            if cfg.unix_socket_group:
+                _share_with_group(path, cfg.unix_socket_group)
             self.addresses["unix"] = f"unix:{path}"
         if not self.addresses:
             raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
+        if self.settings.metrics.listen:
+            self.engine.metrics.attach(self.engine, lambda: self.state)
+            try:
+                self.addresses["metrics"] = self.engine.metrics.serve(self.settings.metrics.listen)
+            except OSError as exc:
+                raise ConfigError(f"metrics.listen: cannot bind {self.settings.metrics.listen}: {exc}") from exc
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self._server = server
@@ -275,6 +327,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
+        if self.tokens is not None:
+            loop.add_signal_handler(signal.SIGHUP, reload_tokens, self.tokens)
 
     async def wait_for_shutdown(self) -> None:
         """Serve until asked to stop, then drain: refuse new work, let in-flight finish within the grace."""
@@ -288,6 +342,7 @@ class Daemon:
         if self._server is not None:
             await self._server.stop(grace)
         await self.engine.close()
+        self.engine.metrics.close()
         if self.settings.server.unix_socket:
             Path(self.settings.server.unix_socket).unlink(missing_ok=True)
         log.info("stopped")
@@ -306,6 +361,19 @@ async def run_daemon(settings: Settings, *, on_listening: Callable[[dict[str, st
     if daemon.load_error is not None:
         raise daemon.load_error  # the CLI reports it and exits non-zero
     return 0
+
+
+def _share_with_group(path: Path, group: str) -> None:
+    """Open the socket to one group: chown to it, then 0660 (never wider than that)."""
+    import grp
+
+    try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o660)
+    except (KeyError, OSError) as exc:
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"server.unix_socket_group: cannot give group {group!r} access to {path}: {exc}") from exc
 
 
 def write_address_file(path: str, addresses: dict[str, str]) -> None:

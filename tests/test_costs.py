@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import sys
 
 import grpc
@@ -109,3 +110,68 @@ def test_per_request_cost_ceiling(daemon_factory, cloud):
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "over_cost_ceiling" in info.value.details()
     assert cloud.requests == []
     assert d.client().ask("hi", max_tokens=8, max_cost_usd=1.0, timeout=10).served_by.backend == "cloud"
+
+
+def test_kill_9_under_load_loses_no_spending_a_client_was_served(tmp_path):
+    """Four clients stream from a priced cloud tier; the daemon is killed with SIGKILL while
+    requests are in flight. Every answer a client received is in the ledger afterwards, the
+    file passes SQLite's integrity check, and the restarted daemon's budget counts it all."""
+    import sqlite3
+    import threading
+
+    from edge.ledger import Ledger
+
+    slow = ProviderServer("openai", reply=REPLY, token_delay_s=0.01).start()
+    try:
+        cfg = cost_config(slow, cost="daily_budget_usd = 1000")
+        d = start_daemon(tmp_path, cfg, name="load")
+        served: list[pb.GenerateResponse] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client_loop(n: int) -> None:
+            c = d.client()
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    final = [m.final for m in c.stream("hi", max_tokens=8, request_id=f"c{n}-{i}", timeout=10)
+                             if m.HasField("final")]
+                except grpc.RpcError:
+                    return  # the daemon died under us: expected from here on
+                with lock:
+                    served.extend(final)
+
+        threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(served) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        d.proc.send_signal(signal.SIGKILL)  # mid-traffic: other requests are in flight
+        d.proc.wait(30)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert len(served) >= 20
+
+        ledger_path = tmp_path / "load.ledger.sqlite3"
+        with sqlite3.connect(ledger_path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        with Ledger(ledger_path) as ledger:
+            rows = {e.request_id: e for e in ledger.entries()}
+        for r in served:
+            assert r.request_id in rows, f"{r.request_id} was answered but is not in the ledger"
+            assert rows[r.request_id].cost_usd == pytest.approx(r.cost_usd)
+        spent = sum(e.cost_usd for e in rows.values())
+        assert spent >= sum(r.cost_usd for r in served) > 0
+
+        d2 = start_daemon(tmp_path, cfg, name="load")
+        try:
+            day = {b.period: b for b in d2.client().status(timeout=5).budgets}["day"]
+            assert day.spent_usd == pytest.approx(spent, rel=1e-9)
+            assert d2.client().ask("hi", max_tokens=8, timeout=10).served_by.backend == "cloud"
+        finally:
+            d2.stop()
+    finally:
+        slow.stop()

@@ -40,11 +40,12 @@ class Decision:
 
 def decide(*, requested_model: str, preference: int, local_models: list[str], default_model: str,
            remote_tiers: tuple[str, ...] = (), chain: tuple[str, ...] = ("onprem", "cloud", "local"),
-           offline: bool = False, local_only: bool = False) -> Decision:
+           offline: bool = False, local_only: bool = False, sensitive: str = "") -> Decision:
     """Plan the tiers for one request. `remote_tiers` are the remote tiers configured.
 
     Raises UnknownModel for a model this daemon does not serve, Unavailable when the
-    request demands a remote tier and none may be used.
+    request demands a remote tier and none may be used. `sensitive` names what the
+    privacy guard found in a request it must keep on this device ("" = nothing).
     """
     reasons: list[Reason] = []
     if requested_model and requested_model not in local_models:
@@ -60,6 +61,9 @@ def decide(*, requested_model: str, preference: int, local_models: list[str], de
             raise Unavailable("routing.preference is CLOUD_ONLY but the daemon is in offline (air-gapped) mode")
         if not remote_tiers:
             raise Unavailable("routing.preference is CLOUD_ONLY but no remote tier is configured")
+        if sensitive:
+            raise Unavailable(f"routing.preference is CLOUD_ONLY but the request holds {sensitive}, and "
+                              "privacy.pii = 'keep_local' keeps such requests on this device")
         tiers = tuple(t for t in chain if t in remote_tiers)
         reasons.append(Reason("PREF_CLOUD_ONLY", "the request must be served by a remote tier: " + " -> ".join(tiers)))
         return Decision(model, tiers, tuple(reasons))
@@ -69,6 +73,9 @@ def decide(*, requested_model: str, preference: int, local_models: list[str], de
         return Decision(model, ("local",), tuple(reasons))
     if preference == pb.ROUTE_PREFERENCE_LOCAL_ONLY:
         reasons.append(Reason("PREF_LOCAL_ONLY", "the request must not leave this device"))
+        return Decision(model, ("local",), tuple(reasons))
+    if sensitive:
+        reasons.append(Reason("PII_KEEP_LOCAL", f"the request holds {sensitive}; privacy.pii keeps it on this device"))
         return Decision(model, ("local",), tuple(reasons))
     if requested_model:
         return Decision(model, ("local",), tuple(reasons))

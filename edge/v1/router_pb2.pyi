@@ -198,7 +198,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("name", "state", "queue_depth", "queue_capacity", "active", "requests_total", "rejected_total", "cancelled_total", "tokens_generated_total", "last_completion_tokens", "n_threads", "resident_bytes")
+    __slots__ = ("name", "state", "queue_depth", "queue_capacity", "active", "requests_total", "rejected_total", "cancelled_total", "tokens_generated_total", "last_completion_tokens", "n_threads", "resident_bytes", "profiled", "prompt_tokens_per_second", "generation_tokens_per_second")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,9 @@ class ModelStatus(_message.Message):
     LAST_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     N_THREADS_FIELD_NUMBER: _ClassVar[int]
     RESIDENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROFILED_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     queue_depth: int
@@ -223,7 +226,50 @@ class ModelStatus(_message.Message):
     last_completion_tokens: int
     n_threads: int
     resident_bytes: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., active: _Optional[int] = ..., requests_total: _Optional[int] = ..., rejected_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., tokens_generated_total: _Optional[int] = ..., last_completion_tokens: _Optional[int] = ..., n_threads: _Optional[int] = ..., resident_bytes: _Optional[int] = ...) -> None: ...
+    profiled: bool
+    prompt_tokens_per_second: float
+    generation_tokens_per_second: float
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., queue_depth: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., active: _Optional[int] = ..., requests_total: _Optional[int] = ..., rejected_total: _Optional[int] = ..., cancelled_total: _Optional[int] = ..., tokens_generated_total: _Optional[int] = ..., last_completion_tokens: _Optional[int] = ..., n_threads: _Optional[int] = ..., resident_bytes: _Optional[int] = ..., profiled: _Optional[bool] = ..., prompt_tokens_per_second: _Optional[float] = ..., generation_tokens_per_second: _Optional[float] = ...) -> None: ...
+
+class HardwareSummary(_message.Message):
+    __slots__ = ("fingerprint", "cpu_model", "physical_cores", "logical_cores", "isa", "ram_total_bytes", "ram_available_bytes", "gpu_offload", "gpus", "battery_percent", "on_battery", "thermal_throttled")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_CORES_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_CORES_FIELD_NUMBER: _ClassVar[int]
+    ISA_FIELD_NUMBER: _ClassVar[int]
+    RAM_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RAM_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_OFFLOAD_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    ON_BATTERY_FIELD_NUMBER: _ClassVar[int]
+    THERMAL_THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    cpu_model: str
+    physical_cores: int
+    logical_cores: int
+    isa: _containers.RepeatedScalarFieldContainer[str]
+    ram_total_bytes: int
+    ram_available_bytes: int
+    gpu_offload: bool
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    battery_percent: float
+    on_battery: bool
+    thermal_throttled: bool
+    def __init__(self, fingerprint: _Optional[str] = ..., cpu_model: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., isa: _Optional[_Iterable[str]] = ..., ram_total_bytes: _Optional[int] = ..., ram_available_bytes: _Optional[int] = ..., gpu_offload: _Optional[bool] = ..., gpus: _Optional[_Iterable[str]] = ..., battery_percent: _Optional[float] = ..., on_battery: _Optional[bool] = ..., thermal_throttled: _Optional[bool] = ...) -> None: ...
+
+class BudgetWindow(_message.Message):
+    __slots__ = ("period", "spent_usd", "limit_usd", "remaining_usd")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_USD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_USD_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    spent_usd: float
+    limit_usd: float
+    remaining_usd: float
+    def __init__(self, period: _Optional[str] = ..., spent_usd: _Optional[float] = ..., limit_usd: _Optional[float] = ..., remaining_usd: _Optional[float] = ...) -> None: ...
 
 class BackendStatus(_message.Message):
     __slots__ = ("name", "tier", "kind", "model", "breaker", "consecutive_failures", "breaker_opened_total", "retry_in_s", "outstanding", "requests_total", "failures_total", "out_of_rotation")
@@ -254,7 +300,7 @@ class BackendStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network")
+    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +308,12 @@ class GetStatusResponse(_message.Message):
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PII_GUARD_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     uptime_s: float
@@ -269,4 +321,10 @@ class GetStatusResponse(_message.Message):
     default_model: str
     backends: _containers.RepeatedCompositeFieldContainer[BackendStatus]
     network: str
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ...) -> None: ...
+    hardware: HardwareSummary
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetWindow]
+    auth_required: bool
+    tls: str
+    rate_limit_per_s: float
+    pii_guard: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ..., hardware: _Optional[_Union[HardwareSummary, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[str] = ..., rate_limit_per_s: _Optional[float] = ..., pii_guard: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,164 @@
+"""Prometheus metrics, on their own registry and their own HTTP port (off unless configured).
+
+Counters and histograms are updated as requests finish (`observe_result`,
+`observe_failure`); gauges that describe live state (breakers, queues, network,
+budget) are read from the engine at scrape time by a collector, so they are never stale
+and cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from edge import __version__
+
+if TYPE_CHECKING:
+    from edge.engine import Engine, Result
+
+__all__ = ["Metrics", "ESCALATION_CODES"]
+
+log = logging.getLogger("edge.metrics")
+
+# Reason codes that mean "the local model could have answered, but the router sent it
+# further": each counts as an escalation, labelled by the code.
+ESCALATION_CODES = frozenset({
+    "LATENCY_LOCAL_TOO_SLOW", "LOAD_QUEUE", "LOAD_CPU", "LOAD_MEMORY", "LOAD_BATTERY", "LOAD_THERMAL",
+    "DIFFICULTY_HIGH", "CASCADE_ESCALATED", "LOCAL_QUEUE_FULL",
+})
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("edge_requests", "Requests finished, by serving tier, backend and outcome "
+                                "(ok or the gRPC status name)", ["tier", "backend", "outcome"], registry=r)
+        self.duration = Histogram("edge_request_duration_seconds", "Time from request to final answer",
+                                  ["tier"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("edge_time_to_first_token_seconds", "Time from request to the first answer text",
+                              ["tier"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("edge_tokens", "Tokens processed, by direction (input/output) and tier",
+                              ["direction", "tier"], registry=r)
+        self.cost = Counter("edge_cost_usd", "Cost of answered requests in US dollars (local energy/amortization "
+                            "included)", ["tier", "backend"], registry=r)
+        self.escalations = Counter("edge_escalations", "Requests sent past the local model, by the reason code",
+                                   ["reason"], registry=r)
+        self.rejections = Counter("edge_rejected", "RPCs refused at the door, by reason "
+                                  "(unauthenticated, rate_limited)", ["reason"], registry=r)
+        self.pii = Counter("edge_pii_requests", "Requests in which the PII guard found something, by action "
+                           "(keep_local, redact)", ["action"], registry=r)
+        self._server: Any = None
+
+    # -- updates from the request path -------------------------------------------------
+
+    def observe_result(self, r: Result, tier: str) -> None:
+        self.requests.labels(tier, r.backend, "ok").inc()
+        self.duration.labels(tier).observe(r.timings.total_ms / 1000)
+        self.ttft.labels(tier).observe(r.timings.time_to_first_token_ms / 1000)
+        self.tokens.labels("input", tier).inc(r.prompt_tokens)
+        self.tokens.labels("output", tier).inc(r.completion_tokens)
+        self.cost.labels(tier, r.backend).inc(max(0.0, r.cost_usd))
+        codes = {reason.code for reason in r.trace} & ESCALATION_CODES
+        if tier != "local" and any(a.outcome == "queue_full" for a in r.attempts):
+            codes.add("LOCAL_QUEUE_FULL")  # the local model was chosen but busy: the remote took over
+        for code in codes:
+            self.escalations.labels(code).inc()
+
+    def observe_failure(self, status: str) -> None:
+        self.requests.labels("", "", status).inc()
+
+    # -- the endpoint ---------------------------------------------------------------------
+
+    def attach(self, engine: Engine, state: Any) -> None:
+        """Register the live-state collector; `state()` returns the daemon's state string."""
+        self.registry.register(_LiveState(engine, state))
+
+    def serve(self, listen: str) -> str:
+        """Start the /metrics HTTP endpoint on its own thread; returns the bound host:port."""
+        from prometheus_client import start_http_server
+
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._server = server
+        bound = f"{host}:{server.server_address[1]}"
+        log.info("metrics listening", extra={"address": bound})
+        return bound
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class _LiveState(Collector):
+    def __init__(self, engine: Engine, state: Any) -> None:
+        self.engine, self.state = engine, state
+
+    def collect(self) -> Iterator[Any]:
+        e = self.engine
+        info = InfoMetricFamily("edge_build", "Version of this daemon")
+        info.add_metric([], {"version": __version__})
+        yield info
+        yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the daemon started",
+                                value=time.monotonic() - e.started_at)
+        serving = GaugeMetricFamily("edge_serving", "1 while the daemon serves requests, else 0")
+        serving.add_metric([], 1.0 if self.state() == "serving" else 0.0)
+        yield serving
+
+        network = GaugeMetricFamily("edge_network_state", "1 for the current network state: up (a remote "
+                                    "backend is usable), down, offline (air-gapped mode), local-only", labels=["state"])
+        now = e.network()
+        for s in ("up", "down", "offline", "local-only"):
+            network.add_metric([s], 1.0 if s == now else 0.0)
+        yield network
+
+        breaker = GaugeMetricFamily("edge_breaker_state", "1 for each remote backend's current breaker state",
+                                    labels=["backend", "state"])
+        rotation = GaugeMetricFamily("edge_backend_in_rotation", "0 when a backend is out of rotation "
+                                     "(bad credentials, missing key), else 1", labels=["backend"])
+        outstanding = GaugeMetricFamily("edge_backend_outstanding_requests", "Requests in flight per remote backend",
+                                        labels=["backend"])
+        for name, st in e.remotes.items():
+            for s in _BREAKER_STATES:
+                breaker.add_metric([name, s], 1.0 if st.breaker.state == s else 0.0)
+            rotation.add_metric([name], 0.0 if st.out_of_rotation else 1.0)
+            outstanding.add_metric([name], float(st.outstanding))
+        yield breaker
+        yield rotation
+        yield outstanding
+
+        queue = GaugeMetricFamily("edge_queue_depth", "Requests waiting for each local model", labels=["model"])
+        active = GaugeMetricFamily("edge_queue_active", "Requests being generated by each local model",
+                                   labels=["model"])
+        tps = GaugeMetricFamily("edge_local_generation_tokens_per_second", "Local generation rate per model "
+                                "(moving average of served requests, seeded by the hardware profile)", labels=["model"])
+        for name, b in e.backends.items():
+            queue.add_metric([name], float(b.queue.waiting))
+            active.add_metric([name], float(b.queue.active))
+            gen = e.estimates[name].gen_tps.value
+            if gen is not None:
+                tps.add_metric([name], gen)
+        yield queue
+        yield active
+        yield tps
+
+        budget = e.budget_snapshot()
+        if budget is not None:
+            spent = GaugeMetricFamily("edge_budget_spent_usd", "Spending so far in the budget period",
+                                      labels=["period"])
+            limit = GaugeMetricFamily("edge_budget_limit_usd", "Configured budget per period", labels=["period"])
+            for period, (used, cap) in budget.items():
+                spent.add_metric([period], used)
+                limit.add_metric([period], cap)
+            yield spent
+            yield limit

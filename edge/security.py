@@ -1,0 +1,236 @@
+"""The locks on the doors: TLS credentials, bearer tokens, per-client rate limits.
+
+`Guard` is one gRPC interceptor that authenticates (when a tokens file is set) and
+rate-limits (when a rate is set) every RPC except the health service, which load
+balancers and supervisors must reach without a secret. The client's name it finds
+(from the token file, else the peer address) is available to the handler as
+`current_client()`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import inspect
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edge.config import SecuritySettings
+from edge.errors import ConfigError
+
+__all__ = ["Guard", "RateLimiter", "TokenStore", "check_private_file", "current_client", "server_credentials"]
+
+log = logging.getLogger("edge.security")
+
+_CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("edge_client", default="")
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+def current_client() -> str:
+    """The authenticated client's name (or its peer address) for the RPC being served."""
+    return _CLIENT.get()
+
+
+def check_private_file(path: str, field: str) -> Path:
+    """Refuse a secret file that is missing or that every user on the box can read."""
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {p}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{field}: {p} is not a regular file")
+    if mode & stat.S_IROTH:
+        raise ConfigError(f"{field}: {p} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
+                          f"run: chmod 600 {p}")
+    return p
+
+
+def _read(path: str, field: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from None
+
+
+def server_credentials(sec: SecuritySettings) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS with a client CA) from the configured PEM files; None = plaintext."""
+    if not sec.tls_cert_file:
+        return None
+    key = check_private_file(sec.tls_key_file, "security.tls_key_file").read_bytes()
+    cert = _read(sec.tls_cert_file, "security.tls_cert_file")
+    ca = _read(sec.tls_client_ca_file, "security.tls_client_ca_file") if sec.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+class TokenStore:
+    """Bearer tokens from a file: 'client-name token' per line ('#' comments, blank lines
+    ignored; a line with only a token names its client 'client-<line number>')."""
+
+    MIN_TOKEN_CHARS = 16
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._tokens: list[tuple[bytes, str]] = []
+        self.reload()
+
+    def reload(self) -> int:
+        """Re-read the file; on any problem keep the tokens already loaded and raise ConfigError."""
+        p = check_private_file(self.path, "security.tokens_file")
+        tokens: list[tuple[bytes, str]] = []
+        for n, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            fields = line.split()
+            if len(fields) > 2:
+                raise ConfigError(f"security.tokens_file: {p} line {n}: expected 'client-name token'")
+            name, token = (fields[0], fields[1]) if len(fields) == 2 else (f"client-{n}", fields[0])
+            if len(token) < self.MIN_TOKEN_CHARS:
+                raise ConfigError(f"security.tokens_file: {p} line {n}: token is shorter than "
+                                  f"{self.MIN_TOKEN_CHARS} characters")
+            tokens.append((token.encode("utf-8"), name))
+        if not tokens:
+            raise ConfigError(f"security.tokens_file: {p} holds no token; every request would be refused")
+        self._tokens = tokens
+        return len(tokens)
+
+    def authenticate(self, presented: str) -> str | None:
+        """The client's name, or None. Compares against every token in constant time per
+        token and never stops early, so timing does not tell which prefix or which entry matched."""
+        candidate = presented.encode("utf-8", "surrogatepass")
+        found = None
+        for token, name in self._tokens:
+            if hmac.compare_digest(candidate, token) and found is None:
+                found = name
+        return found
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per client: `rate` requests per second, up to `burst` at once.
+
+    Buckets of clients idle long enough to be full again are forgotten first, so a
+    stream of new peer addresses cannot grow memory without bound."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> float:
+        """Take one request from the client's bucket: 0.0 if allowed, else seconds until it would be."""
+        now = self._clock()
+        with self._lock:
+            b = self._buckets.pop(client, None) or _Bucket(self.burst, now)
+            b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+            b.at = now
+            self._buckets[client] = b  # most recently used last
+            while len(self._buckets) > self.MAX_CLIENTS:
+                self._buckets.popitem(last=False)
+            if b.tokens >= 1.0:
+                b.tokens -= 1.0
+                return 0.0
+            return (1.0 - b.tokens) / self.rate
+
+
+def _bearer(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def _peer_host(peer: str) -> str:
+    """'ipv4:127.0.0.1:5123' -> 'ipv4:127.0.0.1': one bucket per host, not per connection."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rsplit(":", 1)[0]
+    return peer.split(":", 1)[0] or "unknown"
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """Authenticate, then rate-limit, every RPC but health; see the module docstring."""
+
+    def __init__(self, tokens: TokenStore | None, limiter: RateLimiter | None,
+                 on_reject: Callable[[str], None] | None = None) -> None:
+        self.tokens, self.limiter = tokens, limiter
+        self._on_reject = on_reject or (lambda reason: None)
+
+    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+        if self.tokens is not None:
+            presented = _bearer(context.invocation_metadata())
+            client = self.tokens.authenticate(presented) if presented else None
+            if client is None:
+                self._on_reject("unauthenticated")
+                why = "missing" if presented is None else "not valid"
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    f"bearer token {why}: send metadata 'authorization: Bearer <token>'")
+        else:
+            client = _peer_host(context.peer())
+        _CLIENT.set(client)
+        if self.limiter is not None:
+            wait = self.limiter.acquire(client)
+            if wait > 0:
+                self._on_reject("rate_limited")
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"rate limit: {self.limiter.rate:g} requests/s (burst {self.limiter.burst:g}) per client; "
+                    f"retry in {wait:.2f}s",
+                    trailing_metadata=(("retry-after-ms", str(max(1, round(wait * 1000)))),))
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        kinds = (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                 ("unary_stream", grpc.unary_stream_rpc_method_handler),
+                 ("stream_unary", grpc.stream_unary_rpc_method_handler),
+                 ("stream_stream", grpc.stream_stream_rpc_method_handler))
+        for attr, make in kinds:
+            inner = getattr(handler, attr)
+            if inner is not None:
+                return make(self._wrap(inner), request_deserializer=handler.request_deserializer,
+                            response_serializer=handler.response_serializer)
+        return handler
+
+    def _wrap(self, inner: Any) -> Any:
+        if inspect.isasyncgenfunction(inner):
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await self._check(context)
+                async for item in inner(request, context):
+                    yield item
+            return streaming
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await self._check(context)
+            result = inner(request, context)
+            return await result if inspect.isawaitable(result) else result
+        return unary
+
+
+def reload_tokens(store: TokenStore) -> None:
+    """SIGHUP: re-read the tokens file; a broken file keeps the old tokens (logged)."""
+    try:
+        n = store.reload()
+    except ConfigError as exc:
+        log.error("tokens file not reloaded; keeping the previous tokens", extra={"error": str(exc)})
+        return
+    log.info("tokens reloaded", extra={"tokens": n, "path": os.fspath(store.path)})
