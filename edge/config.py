@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.privacy import KINDS
 from edge.pricing import CostSettings
 
 __all__ = [
@@ -164,12 +165,9 @@ class SecuritySettings(_Section):
         return self
 
 
-PII_KINDS = ("email", "phone", "card", "iban", "ip", "secret")
-
-
 class PrivacySettings(_Section):
     pii: Literal["keep_local", "redact", "off"] = Field("keep_local", description="Requests holding personal data or secrets: 'keep_local' answers them on this device; 'redact' replaces the values with placeholders before any remote tier sees them; 'off' does neither")
-    pii_kinds: list[Literal["email", "phone", "card", "iban", "ip", "secret"]] = Field(default_factory=lambda: list(PII_KINDS), description="What the guard looks for: email, phone, card (Luhn-checked), iban (mod-97 checked), ip, secret (API keys, tokens, private keys, password=...)")
+    pii_kinds: list[Literal["email", "phone", "card", "iban", "ip", "secret"]] = Field(default_factory=lambda: list(KINDS), description="What the guard looks for: email, phone, card (Luhn-checked), iban (mod-97 checked), ip, secret (API keys, tokens, private keys, password=...)")
 
 
 class MetricsSettings(_Section):

@@ -27,6 +27,7 @@ from edge.errors import ConfigError, ModelNotFound
 from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
 from edge.ledger import Ledger, LedgerEntry, default_ledger_path
 from edge.metrics import Metrics
+from edge.privacy import describe_kinds
 from edge.pricing import PriceTable, cost_usd, local_cost_usd
 from edge.resilience import BreakerState, CircuitBreaker
 from edge.router import Reason, Signals, Thresholds, decide, weigh
@@ -431,7 +432,7 @@ class Engine:
             decision = decide(requested_model=req.model, preference=req.preference, local_models=list(self.backends),
                               default_model=self.default_model, remote_tiers=self.remote_tiers,
                               chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
-                              sensitive=_kinds_text(pii) if keep_local else "")
+                              sensitive=describe_kinds(pii) if keep_local else "")
             chain, skipped = self._cost_gate(req, self._chain(decision))
             if routing.strategy == "smart" and decision.open_choice:
                 signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
@@ -493,7 +494,7 @@ class Engine:
             if a.outcome in ("over_budget", "over_cost_ceiling"):
                 trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
         if redact:
-            trace.append(Reason("PII_REDACTED", f"{_kinds_text(pii)} replaced by placeholders in everything sent "
+            trace.append(Reason("PII_REDACTED", f"{describe_kinds(pii)} replaced by placeholders in everything sent "
                                                 "to remote tiers"))
         if cand.remote is None:
             self.estimates[cand.model].observe(
@@ -519,10 +520,3 @@ class Engine:
             self.metrics.pii.labels(self.settings.privacy.pii).inc()
         yield result
 
-
-def _kinds_text(kinds: list[str]) -> str:
-    """['card', 'email'] -> 'a card number and an e-mail address' (for traces and errors)."""
-    names = {"email": "an e-mail address", "phone": "a phone number", "card": "a payment card number",
-             "iban": "an IBAN", "ip": "an IP address", "secret": "a secret key or password"}
-    words = [names.get(k, k) for k in kinds]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-__all__ = ["KINDS", "Finding", "Redactor", "find_pii", "redact"]
+__all__ = ["KINDS", "Finding", "Redactor", "describe_kinds", "find_pii", "redact"]
 
 KINDS = ("email", "phone", "card", "iban", "ip", "secret")  # stable names: traces and config use them
 
@@ -279,3 +279,13 @@ def redact(text: str, kinds: Iterable[str] = KINDS) -> tuple[str, list[str]]:
     per kind, the same value sharing one; the sorted distinct kinds replaced)."""
     r = Redactor(kinds)
     return r.redact(text), r.kinds_found
+
+
+_DESCRIPTIONS = {"email": "an e-mail address", "phone": "a phone number", "card": "a payment card number",
+                 "iban": "an IBAN", "ip": "an IP address", "secret": "a secret key or password"}
+
+
+def describe_kinds(kinds: Iterable[str]) -> str:
+    """['card', 'email'] -> 'a payment card number and an e-mail address' (for traces and errors)."""
+    words = [_DESCRIPTIONS.get(k, k) for k in kinds]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -267,3 +267,12 @@ def test_long_hostile_text_scans_quickly(text: str) -> None:
     start = time.perf_counter()
     _check_findings(text)
     assert time.perf_counter() - start < 5  # linear: about 0.2 s here; quadratic would take minutes
+
+
+def test_config_accepts_exactly_the_detector_kinds():
+    from typing import get_args
+
+    from edge.config import PrivacySettings
+
+    (literal,) = get_args(PrivacySettings.model_fields["pii_kinds"].annotation)
+    assert set(get_args(literal)) == set(KINDS)
