@@ -67,7 +67,7 @@ def test_metrics_count_requests_latency_tokens_cost_and_live_state(daemon_factor
     c = d.client()
     remote = c.ask("hello", timeout=10)
     local = c.ask("hello", preference="local_only", timeout=10)
-    list(c.stream("hello", preference="local_only", timeout=10))
+    streamed = list(c.stream("hello", preference="local_only", timeout=10))[-1].final
     with pytest.raises(grpc.RpcError):
         c.ask("hello", temperature=9, timeout=10)
     assert remote.served_by.backend == "cloud" and local.served_by.backend == "local"
@@ -88,7 +88,7 @@ def test_metrics_count_requests_latency_tokens_cost_and_live_state(daemon_factor
     assert sample(m, "edge_serving") == 1
     assert sample(m, "edge_budget_limit_usd", period="day") == 5.0
     assert sample(m, "edge_budget_spent_usd", period="day") == pytest.approx(
-        remote.cost_usd + 2 * local.cost_usd, rel=1e-6)
+        remote.cost_usd + local.cost_usd + streamed.cost_usd, rel=1e-6)
     assert sample(m, "edge_build_info", version=c.status(timeout=5).version) == 1
 
     # The provider goes away: the breaker opens and the escalation counters stay honest.
