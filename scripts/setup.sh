@@ -53,3 +53,16 @@ say "pulling the default model"
 say "pulling the router's difficulty-classifier encoder (and deriving its dynamically quantized copy) and tokenizer"
 "$VENV/bin/edge" models pull minilm-l6-v2-int8
 "$VENV/bin/edge" models pull minilm-l6-v2-tokenizer
+
+if [ -n "$EXTRAS" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    if [ ! "$ROOT/clients/node/node_modules/.package-lock.json" -nt "$ROOT/clients/node/package-lock.json" ]; then
+      say "installing the Node.js example client's packages (npm ci in clients/node)"
+      npm ci --no-audit --no-fund --loglevel=error --prefix "$ROOT/clients/node" >/dev/null
+    fi
+  elif command -v node >/dev/null 2>&1; then
+    say "node is installed but npm is not: tests/test_node_client.py will fail until npm is installed"
+  else
+    say "Node.js not found: tests/test_node_client.py (the Node.js client) will skip"
+  fi
+fi
