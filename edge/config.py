@@ -19,7 +19,7 @@ from edge.pricing import CostSettings
 
 __all__ = [
     "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
-    "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings",
+    "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings", "HttpSettings",
     "TracingSettings", "load_settings",
 ]
 
@@ -170,6 +170,16 @@ class PrivacySettings(_Section):
     pii_kinds: list[Literal["email", "phone", "card", "iban", "ip", "secret"]] = Field(default_factory=lambda: list(KINDS), description="What the guard looks for: email, phone, card (Luhn-checked), iban (mod-97 checked), ip, secret (API keys, tokens, private keys, password=...)")
 
 
+class HttpSettings(_Section):
+    listen: str = Field("", description="host:port of the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models); empty = off")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body the HTTP API reads")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        return ServerSettings._host_port(v)
+
+
 class MetricsSettings(_Section):
     listen: str = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
 
@@ -204,6 +214,7 @@ class Settings(_Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
@@ -255,6 +266,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "EDGE_LOG_LEVEL": ("", "log_level"),
     "EDGE_OFFLINE": ("routing", "offline"),
     "EDGE_METRICS_LISTEN": ("metrics", "listen"),
+    "EDGE_HTTP_LISTEN": ("http", "listen"),
     "EDGE_TOKENS_FILE": ("security", "tokens_file"),
     "EDGE_PII": ("privacy", "pii"),
 }

@@ -1,10 +1,10 @@
 """The locks on the doors: TLS credentials, bearer tokens, per-client rate limits.
 
-`Guard` is one gRPC interceptor that authenticates (when a tokens file is set) and
-rate-limits (when a rate is set) every RPC except the health service, which load
-balancers and supervisors must reach without a secret. The client's name it finds
-(from the token file, else the peer address) is available to the handler as
-`current_client()`.
+`Doors` authenticates (when a tokens file is set) and rate-limits (when a rate is
+set); every front door asks it. `Guard` puts it in front of every gRPC method except
+the health service, which load balancers and supervisors must reach without a
+secret. The client's name (from the token file, else the peer's host) is available
+to the handler as `current_client()`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import grpc
 from edge.config import SecuritySettings
 from edge.errors import ConfigError
 
-__all__ = ["Guard", "RateLimiter", "TokenStore", "check_private_file", "current_client", "server_credentials"]
+__all__ = ["Doors", "Guard", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
+           "current_client", "peer_host", "server_credentials"]
 
 log = logging.getLogger("edge.security")
 
@@ -151,50 +152,82 @@ class RateLimiter:
             return (1.0 - b.tokens) / self.rate
 
 
-def _bearer(metadata: Any) -> str | None:
-    for key, value in metadata or ():
-        if key == "authorization":
-            scheme, _, token = str(value).partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an 'authorization: Bearer <token>' value (gRPC metadata or HTTP header)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _peer_host(peer: str) -> str:
+def peer_host(peer: str) -> str:
     """'ipv4:127.0.0.1:5123' -> 'ipv4:127.0.0.1': one bucket per host, not per connection."""
     if peer.startswith(("ipv4:", "ipv6:")):
         return peer.rsplit(":", 1)[0]
     return peer.split(":", 1)[0] or "unknown"
 
 
-class Guard(grpc.aio.ServerInterceptor):
-    """Authenticate, then rate-limit, every RPC but health; see the module docstring."""
+@dataclass(frozen=True)
+class Refusal:
+    reason: str           # "unauthenticated" or "rate_limited" (the metric label)
+    message: str
+    retry_after_s: float = 0.0
+
+
+class Doors:
+    """Authentication then rate limiting, shared by every front door (gRPC, HTTP)."""
 
     def __init__(self, tokens: TokenStore | None, limiter: RateLimiter | None,
                  on_reject: Callable[[str], None] | None = None) -> None:
         self.tokens, self.limiter = tokens, limiter
         self._on_reject = on_reject or (lambda reason: None)
 
-    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+    @property
+    def closed(self) -> bool:
+        """True when anything is checked at all."""
+        return self.tokens is not None or self.limiter is not None
+
+    def admit(self, token: str | None, peer: str) -> tuple[str, Refusal | None]:
+        """(client name, None) to let a call in, or (client, Refusal) to turn it away.
+        The client is the token's name with a tokens file, else the peer's host."""
         if self.tokens is not None:
-            presented = _bearer(context.invocation_metadata())
-            client = self.tokens.authenticate(presented) if presented else None
+            client = self.tokens.authenticate(token) if token else None
             if client is None:
-                self._on_reject("unauthenticated")
-                why = "missing" if presented is None else "not valid"
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    f"bearer token {why}: send metadata 'authorization: Bearer <token>'")
+                why = "missing" if token is None else "not valid"
+                return self._refuse("", Refusal("unauthenticated", f"bearer token {why}: send "
+                                                "'authorization: Bearer <token>'"))
         else:
-            client = _peer_host(context.peer())
-        _CLIENT.set(client)
+            client = peer
         if self.limiter is not None:
             wait = self.limiter.acquire(client)
             if wait > 0:
-                self._on_reject("rate_limited")
-                await context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit: {self.limiter.rate:g} requests/s (burst {self.limiter.burst:g}) per client; "
-                    f"retry in {wait:.2f}s",
-                    trailing_metadata=(("retry-after-ms", str(max(1, round(wait * 1000)))),))
+                return self._refuse(client, Refusal(
+                    "rate_limited", f"rate limit: {self.limiter.rate:g} requests/s (burst {self.limiter.burst:g}) "
+                                    f"per client; retry in {wait:.2f}s", wait))
+        return client, None
+
+    def _refuse(self, client: str, refusal: Refusal) -> tuple[str, Refusal]:
+        self._on_reject(refusal.reason)
+        return client, refusal
+
+
+_GRPC_CODES = {"unauthenticated": grpc.StatusCode.UNAUTHENTICATED, "rate_limited": grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """The Doors in front of every gRPC method but health; see the module docstring."""
+
+    def __init__(self, doors: Doors) -> None:
+        self.doors = doors
+
+    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+        auth = next((str(v) for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        client, refusal = self.doors.admit(bearer_token(auth), peer_host(context.peer()))
+        if refusal is not None:
+            trailer = (("retry-after-ms", str(max(1, round(refusal.retry_after_s * 1000)))),) \
+                if refusal.retry_after_s else ()
+            await context.abort(_GRPC_CODES[refusal.reason], refusal.message, trailing_metadata=trailer)
+        _CLIENT.set(client)
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)

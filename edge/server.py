@@ -25,7 +25,7 @@ from edge import __version__
 from edge.config import Settings
 from edge.engine import Engine, Result
 from edge.failover import Notice
-from edge.security import Guard, RateLimiter, TokenStore, reload_tokens, server_credentials
+from edge.security import Doors, Guard, RateLimiter, TokenStore, reload_tokens, server_credentials
 from edge.errors import (
     BackendError,
     ConfigError,
@@ -220,7 +220,9 @@ class Daemon:
         # Secrets are checked here too, so a world-readable key stops the daemon before it listens.
         self.credentials = server_credentials(sec)
         self.tokens = TokenStore(sec.tokens_file) if sec.tokens_file else None
-        self.limiter = RateLimiter(sec.rate_limit_per_s, sec.rate_limit_burst) if sec.rate_limit_per_s > 0 else None
+        limiter = RateLimiter(sec.rate_limit_per_s, sec.rate_limit_burst) if sec.rate_limit_per_s > 0 else None
+        rejections = self.engine.metrics.rejections
+        self.doors = Doors(self.tokens, limiter, lambda why: rejections.labels(why).inc())
         self.state = "starting"
         self.started_at = time.monotonic()
         self.addresses: dict[str, str] = {}
@@ -228,6 +230,7 @@ class Daemon:
         self._health = health.aio.HealthServicer()
         self._stop = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
+        self.http: Any = None  # edge.http_api.HttpFrontDoor when [http] listen is set
         self.load_error: BaseException | None = None
 
     def resident_bytes(self) -> int:
@@ -255,10 +258,7 @@ class Daemon:
     async def start(self) -> dict[str, str]:
         """Bind the listeners and begin loading models; returns the bound addresses."""
         cfg = self.settings.server
-        interceptors = []
-        if self.tokens is not None or self.limiter is not None:
-            rejections = self.engine.metrics.rejections
-            interceptors.append(Guard(self.tokens, self.limiter, lambda why: rejections.labels(why).inc()))
+        interceptors = [Guard(self.doors)] if self.doors.closed else []
         server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.so_reuseport", 0),
@@ -301,6 +301,11 @@ class Daemon:
                 self.addresses["metrics"] = self.engine.metrics.serve(self.settings.metrics.listen)
             except OSError as exc:
                 raise ConfigError(f"metrics.listen: cannot bind {self.settings.metrics.listen}: {exc}") from exc
+        if self.settings.http.listen:
+            from edge.http_api import HttpFrontDoor
+
+            self.http = HttpFrontDoor(self)
+            self.addresses["http"] = await self.http.start(self.settings.http.listen)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self._server = server
@@ -339,8 +344,10 @@ class Daemon:
         await self._health.enter_graceful_shutdown()
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
-        if self._server is not None:
-            await self._server.stop(grace)
+        stops = [self._server.stop(grace)] if self._server is not None else []
+        if self.http is not None:
+            stops.append(self.http.stop())
+        await asyncio.gather(*stops)  # both front doors drain within the same grace
         await self.engine.close()
         self.engine.metrics.close()
         if self.settings.server.unix_socket:
