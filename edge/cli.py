@@ -253,6 +253,42 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0 if all(m.verified for m in installed) else 1
 
 
+# -- bundle -------------------------------------------------------------------------------
+
+def cmd_bundle_create(args: argparse.Namespace) -> int:
+    from edge.bundle import create_bundle
+    from edge.errors import EdgeError
+
+    try:
+        result = create_bundle(Path(args.dest), models_dir=_models_dir(args), include_models=args.models,
+                               wheel_cache=Path(args.wheel_cache) if args.wheel_cache else None,
+                               edge_wheel=Path(args.edge_wheel) if args.edge_wheel else None,
+                               log=lambda msg: print(msg, file=sys.stderr))
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    print(f"bundle {result.path}: {result.files} files, {result.size / 1e6:.1f} MB, models: {', '.join(result.models)}")
+    print(f"on the target: {result.path}/install.sh [VENV [CONFIG]]  (or pip install --no-index "
+          f"--find-links {result.path}/wheels edge, then edge bundle install {result.path})")
+    return 0
+
+
+def cmd_bundle_install(args: argparse.Namespace) -> int:
+    from edge.bundle import install_bundle
+    from edge.errors import EdgeError
+
+    try:
+        result = install_bundle(Path(args.src), models_dir=_models_dir(args),
+                                config_dest=Path(args.config_dest) if args.config_dest else None,
+                                log=lambda msg: print(msg, file=sys.stderr))
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    print(f"installed from {result.path}: {', '.join(result.models) or 'no models'}"
+          + (f"; config {result.config}" if result.config else ""))
+    return 0
+
+
 # -- profile ------------------------------------------------------------------------------
 
 # -- usage --------------------------------------------------------------------------------
@@ -383,6 +419,25 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--config", "-c")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models_list)
+
+    b = sub.add_parser("bundle", help="make or install an offline bundle (wheels, models, config)")
+    bsub = b.add_subparsers(dest="bundle_command", required=True)
+    bc = bsub.add_parser("create", help="write wheels, models and a default config to DIR for a machine with no network")
+    bc.add_argument("dest", metavar="DIR", help="a new (or empty) folder")
+    bc.add_argument("--models", nargs="+", metavar="NAME",
+                    help="manifest models to include, after DIR (default: the default model and the router's encoder and tokenizer)")
+    bc.add_argument("--edge-wheel", help="edge's own wheel (default: built from this source tree)")
+    bc.add_argument("--wheel-cache", help="where scripts/setup.sh keeps the llama-cpp-python build "
+                                          "(default: $EDGE_WHEEL_CACHE or ~/.cache/edge/wheels)")
+    bc.add_argument("--dir", help="models directory to take the models from (default: config, $EDGE_MODELS_DIR or the user cache)")
+    bc.add_argument("--config", "-c")
+    bc.set_defaults(func=cmd_bundle_create)
+    bi = bsub.add_parser("install", help="verify a bundle, install its models and its config (edge itself: see install.sh)")
+    bi.add_argument("src", metavar="DIR")
+    bi.add_argument("--config-dest", help="copy the bundle's edge.toml here unless a file exists there")
+    bi.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
+    bi.add_argument("--config", "-c")
+    bi.set_defaults(func=cmd_bundle_install)
 
     pr = sub.add_parser("profile", help="measure this hardware and the installed models (--json, --budget S, --all)",
                         add_help=False)

@@ -325,6 +325,12 @@ class Daemon:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"default_model": self.engine.default_model})
 
+    def reload(self) -> None:
+        if self.tokens is None:
+            log.info("SIGHUP: nothing to reload (no security.tokens_file)")
+            return
+        reload_tokens(self.tokens)
+
     def request_shutdown(self) -> None:
         self._stop.set()
 
@@ -332,8 +338,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
-        if self.tokens is not None:
-            loop.add_signal_handler(signal.SIGHUP, reload_tokens, self.tokens)
+        # SIGHUP (systemctl reload) re-reads what can be re-read; without a handler it
+        # would terminate the daemon.
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     async def wait_for_shutdown(self) -> None:
         """Serve until asked to stop, then drain: refuse new work, let in-flight finish within the grace."""
