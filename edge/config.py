@@ -19,7 +19,7 @@ from edge.pricing import CostSettings
 
 __all__ = [
     "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
-    "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings", "HttpSettings",
+    "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings", "HttpSettings", "CacheSettings",
     "TracingSettings", "load_settings",
 ]
 
@@ -65,6 +65,7 @@ class ModelEntry(_Section):
     fake_reply: str = Field("", description="fake backend: the reply to send; empty = echo the last user message")
     fake_token_delay_ms: float = Field(0.0, ge=0, le=60_000, description="fake backend: delay before each token")
     fake_load_delay_ms: float = Field(0.0, ge=0, le=600_000, description="fake backend: time 'loading' takes")
+    fake_logprob: float | None = Field(None, le=0, description="fake backend: the log-probability it reports for every token when a cascade asks how confident it is; unset = it reports none")
 
     @field_validator("name")
     @classmethod
@@ -180,6 +181,16 @@ class HttpSettings(_Section):
         return ServerSettings._host_port(v)
 
 
+class CacheSettings(_Section):
+    enabled: bool = Field(False, description="Answer repeated (exact) and near-repeated (semantic) requests from the answer cache")
+    path: str = Field("", description="SQLite file of the cache; empty = next to the ledger")
+    semantic: bool = Field(True, description="Also match prompts by MiniLM embedding cosine similarity (needs the router's encoder installed)")
+    threshold: float = Field(0.95, gt=0, le=1, description="Cosine similarity at or above which a cached answer serves a different prompt")
+    fallback_threshold: float = Field(0.88, gt=0, le=1, description="With no remote tier reachable and an unconfident local answer, a cached remote answer this close is served instead")
+    ttl_s: float = Field(86_400.0, gt=0, le=365 * 86_400, description="Seconds a cached answer stays valid")
+    max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept; the least recently used go first")
+
+
 class MetricsSettings(_Section):
     listen: str = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
 
@@ -215,6 +226,7 @@ class Settings(_Section):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
@@ -267,6 +279,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "EDGE_OFFLINE": ("routing", "offline"),
     "EDGE_METRICS_LISTEN": ("metrics", "listen"),
     "EDGE_HTTP_LISTEN": ("http", "listen"),
+    "EDGE_CACHE": ("cache", "enabled"),
     "EDGE_TOKENS_FILE": ("security", "tokens_file"),
     "EDGE_PII": ("privacy", "pii"),
 }

@@ -26,6 +26,8 @@ from edge.config import ModelEntry, RemoteEntry, Settings
 from edge.errors import ConfigError, ModelNotFound
 from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
 from edge.ledger import Ledger, LedgerEntry, default_ledger_path
+from edge.cache import CachedAnswer
+from edge.caching import CachedBackend, Caching, Lookup, pieces
 from edge.metrics import Metrics
 from edge.privacy import describe_kinds
 from edge.pricing import PriceTable, cost_usd, local_cost_usd
@@ -69,6 +71,7 @@ class Result:
     degraded: bool = False
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float = 0.0
+    cache: pb.CacheHit | None = None  # set when the answer came from the answer cache
 
 
 def _build_backend(entry: ModelEntry, settings: Settings, models_dir: Path) -> ThreadedBackend:
@@ -77,7 +80,7 @@ def _build_backend(entry: ModelEntry, settings: Settings, models_dir: Path) -> T
     if entry.backend == "fake":
         return FakeBackend(entry.name, reply=entry.fake_reply, token_delay_s=entry.fake_token_delay_ms / 1000,
                            load_delay_s=entry.fake_load_delay_ms / 1000,
-                           n_ctx=n_ctx, queue_size=local.queue_size)
+                           n_ctx=n_ctx, queue_size=local.queue_size, logprob=entry.fake_logprob)
     from edge.backends.llama import LlamaBackend
 
     sha256, size = entry.sha256, None
@@ -157,6 +160,7 @@ class Engine:
         self._ledger_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.started_at = time.monotonic()
         self.metrics = Metrics()
+        self.caching: Caching | None = None  # set by start() when [cache] is enabled
         self.hardware: Any = None  # edge.profiler.HardwareProfile once start() has probed it
         self.profiles: dict[str, Any] = {}  # model name -> the edge.profiler.ModelProfile applied
         self.tracer = build_tracer(settings.tracing)
@@ -174,6 +178,27 @@ class Engine:
         routing = self.settings.routing
         if routing.classifier and routing.strategy == "smart" and self.remotes:
             await self._load_classifier()
+        if self.settings.cache.enabled:
+            await self._open_cache()
+
+    async def _open_cache(self) -> None:
+        c = self.settings.cache
+        embed = None
+        if c.semantic:
+            if self.classifier is not None:
+                embed = self.classifier.encoder.embed  # one encoder in memory for both
+            else:
+                from edge.errors import ModelError
+                from edge.router.classifier import SentenceEncoder
+
+                try:
+                    embed = (await asyncio.to_thread(SentenceEncoder.from_models_dir, self.models_dir)).embed
+                except ModelError as exc:
+                    log.warning("semantic cache off: the encoder is not usable; exact matches only",
+                                extra={"error": str(exc)})
+        path = Path(c.path).expanduser() if c.path else self.ledger.path.with_suffix(".answers.sqlite3")
+        self.caching = await asyncio.to_thread(Caching, self.settings, path, embed)
+        log.info("answer cache open", extra={"path": str(path), "semantic": embed is not None})
 
     async def _load_classifier(self) -> None:
         from edge.errors import ModelError
@@ -237,6 +262,8 @@ class Engine:
                              *(st.backend.close() for st in self.remotes.values()))
         await asyncio.to_thread(self._ledger_writer.shutdown, wait=True)
         self.ledger.close()
+        if self.caching is not None:
+            await asyncio.to_thread(self.caching.close)
         await asyncio.to_thread(self.tracer.shutdown)
 
     # -- cost and the ledger ------------------------------------------------------------
@@ -283,10 +310,18 @@ class Engine:
         price = self._price(cand)
         return cost_usd(price, final_prompt, final_completion) if price is not None else 0.0
 
-    def _confidence_gate(self):  # type: ignore[no-untyped-def]
+    def _confidence_gate(self, chain: list[Candidate], *, cached_fallback: bool, kept: list[str]):  # type: ignore[no-untyped-def]
         """The cascade's check: after `cascade_holdback_tokens` tokens (or the whole
-        answer, if shorter), is the local model confident enough to keep its answer?"""
+        answer, if shorter), is the local model confident enough to keep its answer?
+
+        Escalating needs somewhere to go: when no remote candidate in `chain` can be
+        reached (breakers open, out of rotation) and no close cached answer waits at the
+        end of it, an unconfident local answer stands (its reason is put in `kept`)."""
         r = self.settings.routing
+
+        def reachable() -> bool:
+            return any(c.remote is not None and not c.remote.out_of_rotation
+                       and c.remote.breaker.state != BreakerState.OPEN for c in chain)
 
         def gate(chunk: Chunk) -> tuple[bool, str] | None:
             if chunk.logprob_mean is None or chunk.logprob_min is None:
@@ -296,9 +331,13 @@ class Engine:
             conf = Confidence(chunk.logprob_mean, chunk.logprob_min, chunk.completion_tokens)
             if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
                 return True, ""
-            return False, (f"not confident after {conf.tokens} tokens: mean log-prob {conf.mean:.2f} "
-                           f"(min {r.cascade_min_mean_logprob}), lowest token {conf.minimum:.2f} "
-                           f"(min {r.cascade_min_token_logprob})")
+            why = (f"not confident after {conf.tokens} tokens: mean log-prob {conf.mean:.2f} "
+                   f"(min {r.cascade_min_mean_logprob}), lowest token {conf.minimum:.2f} "
+                   f"(min {r.cascade_min_token_logprob})")
+            if reachable() or cached_fallback:
+                return False, why
+            kept.append(why)
+            return True, ""
 
         return gate
 
@@ -422,13 +461,42 @@ class Engine:
         finally:
             span.end(error)
 
-    async def _plan(self, req: ValidRequest, span: Span) -> tuple[Decision, list[Candidate], list[Attempt], list[str]]:
-        """decide -> cost gate -> weigh: the plan, the chain in order, the candidates ruled out, PII found."""
+    async def _from_cache(self, req: ValidRequest, hit: CachedAnswer, started: float) -> AsyncIterator[str | Result]:
+        """Play a cache hit back (word by word to a stream), recorded like any answer."""
+        first_at = None
+        for piece in pieces(hit.text) if req.generation.stream else [hit.text]:
+            first_at = first_at or time.monotonic()
+            yield piece
+        ended = time.monotonic()
+        info = Caching.hit_info(hit)
+        how = "exact match" if hit.kind == "exact" else \
+            f"semantic match (cosine {hit.similarity:.3f} >= {self.settings.cache.threshold})"
+        trace = [Reason("CACHE_HIT", f"{how} of an answer by {hit.tier}/{hit.backend} ({hit.model}) "
+                                     f"{info.age_s:.0f}s ago")]
+        total_ms = (ended - started) * 1000
+        result = Result(request_id=req.generation.request_id, text=hit.text, finish_reason=hit.finish_reason,
+                        prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, tier=pb.TIER_LOCAL,
+                        backend="cache", model=hit.model,
+                        timings=Timings(time_to_first_token_ms=((first_at or ended) - started) * 1000,
+                                        total_ms=total_ms),
+                        trace=trace, attempts=[Attempt("cache", pb.TIER_LOCAL, "ok", total_ms)], cost_usd=0.0,
+                        cache=info)
+        committed = self.record(LedgerEntry(
+            request_id=result.request_id, ts=time.time(), tier="local", backend="cache", model=hit.model,
+            prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cost_usd=0.0,
+            latency_ms=total_ms, outcome="ok", reasons=["CACHE_HIT"]))
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(committed)
+        self.metrics.cache.labels(hit.kind).inc()
+        self.metrics.observe_result(result, "local")
+        yield result
+
+    async def _plan(self, req: ValidRequest, span: Span, pii: list[str],
+                    keep_local: bool) -> tuple[Decision, list[Candidate], list[Attempt]]:
+        """decide -> cost gate -> weigh: the plan, the chain in order, the candidates ruled out."""
         dspan = span.child("edge.decide")
         try:
             routing = self.settings.routing
-            pii = await self._pii(req)
-            keep_local = bool(pii) and self.settings.privacy.pii == "keep_local"
             decision = decide(requested_model=req.model, preference=req.preference, local_models=list(self.backends),
                               default_model=self.default_model, remote_tiers=self.remote_tiers,
                               chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
@@ -445,17 +513,32 @@ class Engine:
         dspan.set(tiers=list(decision.tiers), reasons=[r.code for r in decision.reasons], cascade=decision.cascade,
                   pii=pii)
         dspan.end()
-        return decision, chain, skipped, pii
+        return decision, chain, skipped
 
     async def _generate(self, req: ValidRequest, span: Span = NOOP) -> AsyncIterator[str | Notice | Result]:
         started = time.monotonic()
-        decision, chain, skipped, pii = await self._plan(req, span)
+        pii = await self._pii(req)
+        keep_local = bool(pii) and self.settings.privacy.pii == "keep_local"
+        found = await self.caching.lookup(req, keep_local) if self.caching is not None else Lookup(None)
+        if found.hit is not None:
+            async for event in self._from_cache(req, found.hit, started):
+                yield event
+            return
+        decision, chain, skipped = await self._plan(req, span, pii, keep_local)
         redact = bool(pii) and self.settings.privacy.pii == "redact"
         parts: list[str] = []
         notices: list[Reason] = []
         first_at: float | None = None
         served: Served | None = None
-        gate = self._confidence_gate() if decision.cascade else None
+        gate, kept = None, []
+        if decision.cascade:
+            if found.fallback is not None:  # after every remote tier: used only when none answers
+                chain.append(Candidate("cache", pb.TIER_LOCAL, CachedBackend(found.fallback), found.fallback.model))
+            gate = self._confidence_gate(chain, cached_fallback=found.fallback is not None, kept=kept)
+            # The local model is the last resort, never switched off: if the escalation
+            # fails too, it answers after all (ungated: only the first candidate is judged).
+            assert chain[0].remote is None  # a cascade answers locally first
+            chain.append(chain[0])
         async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate,
                                      outbound=self._redactor(pii) if redact else None, span=span):
             if isinstance(event, str):
@@ -482,12 +565,31 @@ class Engine:
         )
         trace = list(decision.reasons)
         degraded = decision.tiers[0] != "local" and cand.tier == pb.TIER_LOCAL
-        if degraded:
+        unconfident = [a for a in served.attempts if a.outcome == "low_confidence"]
+        if unconfident and cand.name == "local":
+            degraded = True
+            tried = "; ".join(f"{a.backend}: {a.outcome}" for a in served.attempts if a.tier != pb.TIER_LOCAL)
+            trace.append(Reason("DEGRADED_LOCAL", f"the local answer was not confident, but no escalation "
+                                                  f"answered ({tried}); served by the local model after all"))
+        elif degraded:
             tried = "; ".join(f"{a.backend}: {a.outcome}" for a in served.attempts if a.tier != pb.TIER_LOCAL)
             trace.append(Reason("DEGRADED_LOCAL", f"no remote tier could answer ({tried}); served by the local model"))
         elif len(served.attempts) > 1:
             trace.append(Reason("FAILOVER", f"served by {cand.name} after {len(served.attempts) - 1} failed or skipped attempt(s)"))
         trace.extend(notices)
+        if kept:
+            degraded = True  # an answer the cascade would have escalated, kept for want of anywhere to go
+            trace.append(Reason("CASCADE_KEPT_LOCAL", f"{kept[0]}; but no remote tier is reachable and no cached "
+                                                      "answer is close, so the local answer stands"))
+        cache_info = None
+        if cand.name == "cache" and found.fallback is not None:
+            fb = found.fallback
+            local_outcome = next((a.outcome for a in served.attempts if a.backend == "local"), "")
+            trace.append(Reason("CACHE_FALLBACK", f"local model: {local_outcome or 'no answer'}, no remote tier "
+                                f"reachable: served a cached answer by {fb.tier}/{fb.backend} ({fb.kind} match, cosine "
+                                f"{fb.similarity:.3f} >= {self.settings.cache.fallback_threshold})"))
+            cache_info = Caching.hit_info(fb)
+            self.metrics.cache.labels("fallback").inc()
         if served.usage_estimated:
             trace.append(Reason("USAGE_ESTIMATED", f"{cand.name} reported no token usage; counts are estimates"))
         for a in served.attempts:
@@ -496,11 +598,12 @@ class Engine:
         if redact:
             trace.append(Reason("PII_REDACTED", f"{describe_kinds(pii)} replaced by placeholders in everything sent "
                                                 "to remote tiers"))
-        if cand.remote is None:
+        if cand.remote is None and cand.model in self.estimates and cache_info is None:
             self.estimates[cand.model].observe(
                 prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),
                 completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
-        cost = self._cost_of(cand, final.prompt_tokens, final.completion_tokens, ended - started)
+        cost = 0.0 if cache_info is not None else self._cost_of(cand, final.prompt_tokens, final.completion_tokens,
+                                                                 ended - started)
         # Committed before the client hears the answer is final: a kill -9 can then lose
         # an answer nobody received, but never spending somebody was served.
         committed = self.record(LedgerEntry(
@@ -514,7 +617,13 @@ class Engine:
                         finish_reason=final.finish_reason or "", prompt_tokens=final.prompt_tokens,
                         completion_tokens=final.completion_tokens, tier=cand.tier, backend=cand.name,
                         model=cand.model, timings=timings, trace=trace, degraded=degraded,
-                        attempts=list(served.attempts), cost_usd=cost)
+                        attempts=list(served.attempts), cost_usd=cost, cache=cache_info)
+        if (self.caching is not None and cache_info is None and not degraded and result.text
+                and result.finish_reason in ("stop", "length")):
+            self.caching.store(found, CachedAnswer(
+                text=result.text, finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens, tier=TIER_NAMES[cand.tier], backend=cand.name,
+                model=cand.model, created=time.time()))
         self.metrics.observe_result(result, TIER_NAMES[cand.tier])
         if pii:
             self.metrics.pii.labels(self.settings.privacy.pii).inc()

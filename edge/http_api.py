@@ -179,6 +179,10 @@ def edge_extension(r: Result) -> dict[str, Any]:
                       "latency_ms": round(a.latency_ms, 2), "detail": a.detail} for a in r.attempts],
         "timings": {"queue_wait_ms": t.queue_wait_ms, "time_to_first_token_ms": t.time_to_first_token_ms,
                     "total_ms": t.total_ms, "tokens_per_second": t.tokens_per_second},
+        "cache": None if r.cache is None else {
+            "match": r.cache.match, "similarity": r.cache.similarity, "age_s": r.cache.age_s,
+            "original": {"tier": TIER_NAMES.get(r.cache.original.tier, ""), "backend": r.cache.original.backend,
+                         "model": r.cache.original.model}},
     }
 
 
@@ -226,13 +230,16 @@ class _Handler:
                                 headers={"Retry-After": str(max(1, round(refusal.retry_after_s + 0.5)))})
         return JSONResponse(error_body(refusal.message, "authentication_error", code="invalid_api_key"), 401)
 
-    def _admit(self, request: Request) -> JSONResponse | None:
+    def _admit(self, request: Request) -> tuple[str, JSONResponse | None]:
+        """(tenant, None) to go on, or (tenant, the refusal to send)."""
         doors = self.daemon.doors
         if not doors.closed:
-            return None
+            return "", None
         peer = request.client.host if request.client else "unknown"
-        _, refusal = doors.admit(bearer_token(request.headers.get("authorization")), f"http:{peer}")
-        return self._refused(refusal) if refusal is not None else None
+        client, refusal = doors.admit(bearer_token(request.headers.get("authorization")), f"http:{peer}")
+        # Like gRPC: the tenant is the token's name; without tokens, everyone on the device is one tenant.
+        tenant = client if doors.tokens is not None else ""
+        return tenant, (self._refused(refusal) if refusal is not None else None)
 
     def _fail(self, request_id: str, exc: BaseException, started: float) -> JSONResponse:
         code, message, param = _status_of(exc)
@@ -247,7 +254,7 @@ class _Handler:
         return JSONResponse(error_body(message, kind, param, err_code), status)
 
     async def models(self, request: Request) -> Response:
-        if (refused := self._admit(request)) is not None:
+        if (refused := self._admit(request)[1]) is not None:
             return refused
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "edge"} for name in AUTO_MODELS[1:2]]
         data += [{"id": d.name, "object": "model", "created": 0, "owned_by": "edge-local"}
@@ -270,7 +277,8 @@ class _Handler:
 
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()
-        if (refused := self._admit(request)) is not None:
+        tenant, refused = self._admit(request)
+        if refused is not None:
             return refused
         request_id = request.headers.get("x-request-id", "") or uuid.uuid4().hex
         try:
@@ -286,7 +294,7 @@ class _Handler:
                     raise InvalidArgument("X-Edge-Timeout-Ms", f"must be a positive integer, got {timeout[:32]!r}")
                 remaining = int(timeout) / 1000
             valid = validate(proto, self.engine.settings.limits, request_id=request_id, time_remaining=remaining,
-                             stream=body.stream)
+                             stream=body.stream, tenant=tenant)
             events = self.engine.generate(valid)
             if not body.stream:
                 result = None

@@ -57,6 +57,8 @@ class Metrics:
                                   "(unauthenticated, rate_limited)", ["reason"], registry=r)
         self.pii = Counter("edge_pii_requests", "Requests in which the PII guard found something, by action "
                            "(keep_local, redact)", ["action"], registry=r)
+        self.cache = Counter("edge_cache_hits", "Answers served from the answer cache, by match (exact, "
+                             "semantic, fallback: the cascade's last resort with no remote tier)", ["match"], registry=r)
         self._server: Any = None
 
     # -- updates from the request path -------------------------------------------------

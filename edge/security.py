@@ -3,8 +3,8 @@
 `Doors` authenticates (when a tokens file is set) and rate-limits (when a rate is
 set); every front door asks it. `Guard` puts it in front of every gRPC method except
 the health service, which load balancers and supervisors must reach without a
-secret. The client's name (from the token file, else the peer's host) is available
-to the handler as `current_client()`.
+secret. The authenticated client's name is available to the handler as
+`current_client()`; rate limits key on it, or on the peer's host without tokens.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 def current_client() -> str:
-    """The authenticated client's name (or its peer address) for the RPC being served."""
+    """The authenticated client's name for the RPC being served ("" without a tokens file)."""
     return _CLIENT.get()
 
 
@@ -227,7 +227,8 @@ class Guard(grpc.aio.ServerInterceptor):
             trailer = (("retry-after-ms", str(max(1, round(refusal.retry_after_s * 1000)))),) \
                 if refusal.retry_after_s else ()
             await context.abort(_GRPC_CODES[refusal.reason], refusal.message, trailing_metadata=trailer)
-        _CLIENT.set(client)
+        # The tenant (cache partition) is the token's name; without tokens everyone is one tenant.
+        _CLIENT.set(client if self.doors.tokens is not None else "")
 
     async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(details)

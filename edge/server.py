@@ -25,7 +25,7 @@ from edge import __version__
 from edge.config import Settings
 from edge.engine import Engine, Result
 from edge.failover import Notice
-from edge.security import Doors, Guard, RateLimiter, TokenStore, reload_tokens, server_credentials
+from edge.security import Doors, Guard, RateLimiter, TokenStore, current_client, reload_tokens, server_credentials
 from edge.errors import (
     BackendError,
     ConfigError,
@@ -84,6 +84,7 @@ def _to_proto(result: Result) -> pb.GenerateResponse:
         cost_usd=result.cost_usd,
         attempts=[pb.Attempt(backend=a.backend, tier=a.tier, outcome=a.outcome, latency_ms=a.latency_ms,
                              detail=a.detail) for a in result.attempts],
+        cache=result.cache,
     )
 
 
@@ -110,7 +111,7 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
         if self._daemon.state != "serving":
             raise Unavailable(f"edge is {self._daemon.state}; retry shortly")
         valid = validate(request, self._engine.settings.limits, request_id=request_id,
-                         time_remaining=context.time_remaining(), stream=stream)
+                         time_remaining=context.time_remaining(), stream=stream, tenant=current_client())
         return request_id, valid
 
     async def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,

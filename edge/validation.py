@@ -26,6 +26,9 @@ class ValidRequest:
     preference: int
     max_latency_ms: int
     max_cost_usd: float
+    # Who asked: the authenticated client's name ("" without a tokens file). Cached
+    # answers never cross tenants.
+    tenant: str = ""
 
 
 def _check_messages(messages: list[pb.ChatMessage] | object, limits: LimitsSettings) -> tuple[Message, ...]:
@@ -79,7 +82,7 @@ def _check_params(p: pb.GenerationParams, limits: LimitsSettings) -> SamplingPar
 
 
 def validate(request: pb.GenerateRequest, limits: LimitsSettings, *, request_id: str,
-             time_remaining: float | None, stream: bool = True) -> ValidRequest:
+             time_remaining: float | None, stream: bool = True, tenant: str = "") -> ValidRequest:
     """Check every field; the first problem found raises InvalidArgument naming it."""
     if len(request.request_id) > _MAX_REQUEST_ID:
         raise InvalidArgument("request_id", f"is longer than {_MAX_REQUEST_ID} characters")
@@ -96,4 +99,4 @@ def validate(request: pb.GenerateRequest, limits: LimitsSettings, *, request_id:
     generation = GenerationRequest(messages=messages, params=params, request_id=request_id, deadline=deadline,
                                    stream=stream)
     return ValidRequest(generation=generation, model=request.model, preference=routing.preference,
-                        max_latency_ms=routing.max_latency_ms, max_cost_usd=routing.max_cost_usd)
+                        max_latency_ms=routing.max_latency_ms, max_cost_usd=routing.max_cost_usd, tenant=tenant)

@@ -34,8 +34,10 @@ class FakeBackend(ThreadedBackend):
     kind = "fake"
 
     def __init__(self, name: str = "fake", *, reply: str = "", token_delay_s: float = 0.0,
-                 load_delay_s: float = 0.0, n_ctx: int = 2048, queue_size: int = 8) -> None:
+                 load_delay_s: float = 0.0, n_ctx: int = 2048, queue_size: int = 8,
+                 logprob: float | None = None) -> None:
         super().__init__(name, queue_size=queue_size)
+        self.logprob = logprob  # reported per token to requests that ask for confidence
         self.reply = reply
         self.token_delay_s = token_delay_s
         self.n_ctx = n_ctx
@@ -70,7 +72,12 @@ class FakeBackend(ThreadedBackend):
                 time.sleep(self.token_delay_s)
             if should_stop():
                 return
-            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n)
+            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n, **self._confidence(request))
         emitted = min(len(tokens), budget)
         finish = "length" if len(tokens) > budget else "stop"
-        yield Chunk(finish_reason=finish, prompt_tokens=prepared, completion_tokens=emitted)
+        yield Chunk(finish_reason=finish, prompt_tokens=prepared, completion_tokens=emitted, **self._confidence(request))
+
+    def _confidence(self, request: GenerationRequest) -> dict[str, float]:
+        if not request.confidence or self.logprob is None:
+            return {}
+        return {"logprob_mean": self.logprob, "logprob_min": self.logprob}

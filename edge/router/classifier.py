@@ -209,6 +209,15 @@ class SentenceEncoder:
         tokenizer.enable_truncation(max_length=MAX_TOKENS)
         return cls(_session(encoder_onnx, threads, "encoder"), tokenizer)
 
+    @classmethod
+    def from_models_dir(cls, models_dir: Path, *, threads: int = 1) -> SentenceEncoder:
+        """The installed encoder (verified; see `edge.catalog.ensure_router_models`)."""
+        from edge.catalog import ROUTER_ENCODER, ensure_router_models, load_manifest
+
+        encoder_onnx, tokenizer_json = ensure_router_models(models_dir)
+        return cls.load(encoder_onnx, tokenizer_json, threads=threads,
+                        source_sha256=load_manifest().get(ROUTER_ENCODER).sha256)
+
     def tokenize(self, text: str) -> list[int]:
         """The token ids the encoder sees for `text` ([CLS] ... [SEP], at most MAX_TOKENS)."""
         return list(self._tokenizer.encode(text).ids)
@@ -287,11 +296,8 @@ class DifficultyClassifier:
                         threads: int = 1) -> DifficultyClassifier:
         """Load from the installed manifest models (verified by sha256; see `edge.catalog.ensure_router_models`).
         Raises ModelNotFound naming `edge models pull NAME` when one is missing."""
-        from edge.catalog import ROUTER_ENCODER, ensure_router_models, load_manifest
-
-        encoder_onnx, tokenizer_json = ensure_router_models(models_dir)
-        return cls.load(encoder_onnx, tokenizer_json, head_onnx, threads=threads,
-                        source_sha256=load_manifest().get(ROUTER_ENCODER).sha256)
+        encoder = SentenceEncoder.from_models_dir(models_dir, threads=threads)
+        return cls(encoder, _session(head_onnx or default_head_path(encoder.variant), threads, "difficulty head"))
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         """Head probabilities for a (n, N_FEATURES) float32 batch, shape (n,)."""

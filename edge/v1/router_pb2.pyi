@@ -114,7 +114,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "text", "finish_reason", "usage", "served_by", "timings", "trace", "degraded", "attempts", "cost_usd")
+    __slots__ = ("request_id", "text", "finish_reason", "usage", "served_by", "timings", "trace", "degraded", "attempts", "cost_usd", "cache")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class GenerateResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     text: str
     finish_reason: str
@@ -135,7 +136,20 @@ class GenerateResponse(_message.Message):
     degraded: bool
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     cost_usd: float
-    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., served_by: _Optional[_Union[ServedBy, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., degraded: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    cache: CacheHit
+    def __init__(self, request_id: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., served_by: _Optional[_Union[ServedBy, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., degraded: _Optional[bool] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cost_usd: _Optional[float] = ..., cache: _Optional[_Union[CacheHit, _Mapping]] = ...) -> None: ...
+
+class CacheHit(_message.Message):
+    __slots__ = ("match", "similarity", "age_s", "original")
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    match: str
+    similarity: float
+    age_s: float
+    original: ServedBy
+    def __init__(self, match: _Optional[str] = ..., similarity: _Optional[float] = ..., age_s: _Optional[float] = ..., original: _Optional[_Union[ServedBy, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("backend", "tier", "outcome", "latency_ms", "detail")

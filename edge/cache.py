@@ -1,0 +1,227 @@
+"""The answer cache: exact and semantic, in SQLite, per tenant and data policy.
+
+Entries are partitioned by (tenant, scope, context): the tenant is the authenticated
+client (an answer never crosses tenants), the scope is the data policy ("local" for
+requests that must stay on the device, "any" otherwise, so an answer never crosses
+that boundary either), and the context is a hash of everything in the request except
+the last user message (system prompt, earlier turns, model and sampling parameters).
+Within a partition the last user message is matched exactly (after whitespace
+normalization) or, failing that, by cosine similarity of its MiniLM embedding
+against `threshold`.
+
+Each partition's embeddings are kept in memory as one normalized matrix, so a
+semantic lookup is one matrix-vector product (about 10k x 384 floats at most); SQLite
+holds the entries across restarts. Expired entries are skipped at lookup and purged on
+store; past `max_entries` the least recently used go first.
+
+Not thread-safe: the engine calls it from one worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AnswerCache", "CachedAnswer", "CacheQuery", "normalize"]
+
+DIM = 384  # all-MiniLM-L6-v2
+
+
+def normalize(text: str) -> str:
+    """Whitespace-insensitive form used for exact matching."""
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class CacheQuery:
+    tenant: str
+    scope: str                 # "local" or "any"
+    context: str               # sha256 of the request minus its last user message
+    prompt: str                # the last user message, normalized
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.context}\0{self.prompt}".encode()).hexdigest()
+
+    @classmethod
+    def build(cls, *, tenant: str, scope: str, messages: Sequence[tuple[str, str]], params: dict[str, Any]) -> CacheQuery:
+        """From (role, content) pairs: the last user message is the prompt, the rest the context."""
+        last = max(i for i, (role, _) in enumerate(messages) if role == "user")
+        rest = [(r, normalize(c)) for i, (r, c) in enumerate(messages) if i != last]
+        context = hashlib.sha256(json.dumps({"rest": rest, "last_at": last, "params": params},
+                                            sort_keys=True).encode()).hexdigest()
+        return cls(tenant, scope, context, normalize(messages[last][1]))
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    tier: str                  # the tier that first produced it: local / onprem / cloud
+    backend: str
+    model: str
+    created: float
+    kind: str = "exact"        # how this lookup matched: exact or semantic
+    similarity: float = 1.0
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, context TEXT NOT NULL, key TEXT NOT NULL,
+    embedding BLOB,
+    text TEXT NOT NULL, finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, tier TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL,
+    created REAL NOT NULL, expires REAL NOT NULL, last_used REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS answers_key ON answers (tenant, scope, key);
+CREATE INDEX IF NOT EXISTS answers_partition ON answers (tenant, scope, context);
+CREATE INDEX IF NOT EXISTS answers_lru ON answers (last_used);
+"""
+
+_COLUMNS = "text, finish_reason, prompt_tokens, completion_tokens, tier, backend, model, created"
+
+
+@dataclass
+class _Partition:
+    ids: np.ndarray            # int64 row ids
+    vectors: np.ndarray        # (n, DIM) float32 unit vectors
+    expires: np.ndarray        # float64
+
+
+class AnswerCache:
+    def __init__(self, path: Path | str, *, ttl_s: float, max_entries: int, threshold: float,
+                 embed: Callable[[str], np.ndarray] | None = None, clock: Callable[[], float] = time.time) -> None:
+        """`embed` maps a prompt to a unit vector; without it only exact matches are served."""
+        self.ttl_s, self.max_entries, self.threshold = ttl_s, max_entries, threshold
+        self.embed, self._clock = embed, clock
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._partitions: dict[tuple[str, str, str], _Partition] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def vector(self, q: CacheQuery) -> np.ndarray | None:
+        """The prompt's embedding (None without an encoder): compute once, pass to lookup and store."""
+        return self.embed(q.prompt) if self.embed is not None else None
+
+    def lookup(self, q: CacheQuery, *, threshold: float | None = None, vector: np.ndarray | None = None,
+               tiers: Sequence[str] | None = None, exact_only: bool = False) -> CachedAnswer | None:
+        """The exact match, else the most similar entry at or above `threshold` (default:
+        the cache's) within the query's partition; None on a miss. `vector` is the
+        prompt's embedding when the caller has it already; `tiers` restricts which
+        producing tiers count (the degradation path wants remote answers only)."""
+        now = self._clock()
+        tier_sql, tier_args = "", ()
+        if tiers is not None:
+            tier_sql = f" AND tier IN ({','.join('?' * len(tiers))})"
+            tier_args = tuple(tiers)
+        row = self._db.execute(
+            f"SELECT id, {_COLUMNS} FROM answers WHERE tenant = ? AND scope = ? AND key = ? AND expires > ?{tier_sql}",
+            (q.tenant, q.scope, q.key, now, *tier_args)).fetchone()
+        if row is not None:
+            self._touch(row[0], now)
+            return CachedAnswer(*row[1:], kind="exact", similarity=1.0)
+        if exact_only or (self.embed is None and vector is None):
+            return None
+        part = self._partition(q)
+        if part.ids.size == 0:
+            return None
+        vec = vector if vector is not None else self.embed(q.prompt)  # type: ignore[misc]
+        sims = part.vectors @ vec
+        sims[part.expires <= now] = -1.0
+        order = np.argsort(-sims)
+        limit = self.threshold if threshold is None else threshold
+        for i in order[:8]:  # the best few: the first may be of a tier the caller excludes
+            if sims[i] < limit:
+                return None
+            row = self._db.execute(f"SELECT id, {_COLUMNS} FROM answers WHERE id = ?{tier_sql}",
+                                   (int(part.ids[i]), *tier_args)).fetchone()
+            if row is not None:
+                self._touch(row[0], now)
+                return CachedAnswer(*row[1:], kind="semantic", similarity=float(sims[i]))
+        return None
+
+    def _touch(self, row_id: int, now: float) -> None:
+        self._db.execute("UPDATE answers SET last_used = ? WHERE id = ?", (now, row_id))
+
+    def _partition(self, q: CacheQuery) -> _Partition:
+        key = (q.tenant, q.scope, q.context)
+        part = self._partitions.get(key)
+        if part is None:
+            rows = self._db.execute("SELECT id, embedding, expires FROM answers WHERE tenant = ? AND scope = ? "
+                                    "AND context = ? AND embedding IS NOT NULL", key).fetchall()
+            part = _Partition(np.array([r[0] for r in rows], dtype=np.int64),
+                              np.array([np.frombuffer(r[1], dtype=np.float32) for r in rows], dtype=np.float32)
+                              .reshape(-1, DIM),
+                              np.array([r[2] for r in rows], dtype=np.float64))
+            self._partitions[key] = part
+        return part
+
+    # -- store ------------------------------------------------------------------------------
+
+    def store(self, q: CacheQuery, answer: CachedAnswer, *, vector: np.ndarray | None = None) -> None:
+        """Insert or replace the entry for this query (same tenant, scope and key)."""
+        now = self._clock()
+        if vector is None:
+            vector = self.vector(q)
+        blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+        with self._db:
+            old = self._db.execute("SELECT id FROM answers WHERE tenant = ? AND scope = ? AND key = ?",
+                                   (q.tenant, q.scope, q.key)).fetchone()
+            if old is not None:
+                self._db.execute("DELETE FROM answers WHERE id = ?", old)
+            cur = self._db.execute(
+                "INSERT INTO answers (tenant, scope, context, key, embedding, text, finish_reason, prompt_tokens, "
+                "completion_tokens, tier, backend, model, created, expires, last_used) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (q.tenant, q.scope, q.context, q.key, blob, answer.text, answer.finish_reason, answer.prompt_tokens,
+                 answer.completion_tokens, answer.tier, answer.backend, answer.model, now, now + self.ttl_s, now))
+            self._evict(now)
+        part = self._partitions.get((q.tenant, q.scope, q.context))
+        if part is None:
+            return  # loaded from SQLite on first use
+        # Keep the loaded partition in step: one row out (the replaced one), one in.
+        keep = part.ids != (old[0] if old is not None else -1)
+        ids, vectors, expires = part.ids[keep], part.vectors[keep], part.expires[keep]
+        if vector is not None:
+            ids = np.append(ids, cur.lastrowid)
+            vectors = np.vstack([vectors, np.asarray(vector, dtype=np.float32)[None, :]])
+            expires = np.append(expires, now + self.ttl_s)
+        self._partitions[(q.tenant, q.scope, q.context)] = _Partition(ids, vectors, expires)
+
+    def _evict(self, now: float) -> None:
+        """Drop expired entries, then the least recently used past max_entries, from SQLite
+        and from the loaded partitions."""
+        doomed = [r[0] for r in self._db.execute("SELECT id FROM answers WHERE expires <= ?", (now,))]
+        over = len(self) - len(doomed) - self.max_entries
+        if over > 0:
+            doomed += [r[0] for r in self._db.execute(
+                "SELECT id FROM answers WHERE expires > ? ORDER BY last_used LIMIT ?", (now, over))]
+        if not doomed:
+            return
+        self._db.executemany("DELETE FROM answers WHERE id = ?", [(i,) for i in doomed])
+        gone = np.asarray(doomed, dtype=np.int64)
+        for key, part in self._partitions.items():
+            keep = ~np.isin(part.ids, gone)
+            if not keep.all():
+                self._partitions[key] = _Partition(part.ids[keep], part.vectors[keep], part.expires[keep])

@@ -1,0 +1,131 @@
+"""The answer cache on the request path: what a request's cache query is, lookups and
+stores on the cache's own thread, and a cached answer played back as a backend.
+
+Storage and matching are edge.cache.AnswerCache; this module decides what may be
+shared with whom. A request's partition is its tenant (authenticated client) and its
+data scope: "local" when the request must stay on the device (LOCAL_ONLY,
+routing.local_only, or personal data kept local by the PII guard), "any" otherwise.
+CLOUD_ONLY requests never read the cache (they asked for a remote model), but their
+answers are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.backends.base import Backend, Chunk, GenerationRequest
+from edge.cache import AnswerCache, CachedAnswer, CacheQuery
+from edge.config import Settings
+from edge.v1 import router_pb2 as pb
+from edge.validation import ValidRequest
+
+__all__ = ["Caching", "Lookup", "CachedBackend", "pieces"]
+
+log = logging.getLogger("edge.caching")
+
+REMOTE_TIERS = ("onprem", "cloud")
+
+
+def pieces(text: str) -> list[str]:
+    """A cached answer as stream deltas: one word (with its trailing space) each."""
+    return re.findall(r"\S+\s*|\s+", text) or [text]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    query: CacheQuery | None          # None: this request neither reads nor writes the cache
+    hit: CachedAnswer | None = None
+    # A close answer from a remote tier, kept for the degradation path (see Caching.lookup).
+    fallback: CachedAnswer | None = None
+    vector: Any = None                # the prompt's embedding, reused by store()
+    readable: bool = True             # False for CLOUD_ONLY: store, never serve
+
+
+class Caching:
+    def __init__(self, settings: Settings, path: Path, embed: Any = None) -> None:
+        c = settings.cache
+        self.settings = settings
+        self.cache = AnswerCache(path, ttl_s=c.ttl_s, max_entries=c.max_entries, threshold=c.threshold,
+                                 embed=embed if c.semantic else None)
+        # One thread owns the SQLite connection and the in-memory matrices.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.cache.close()
+
+    def query(self, req: ValidRequest, keep_local: bool) -> CacheQuery:
+        g = req.generation
+        p = g.params
+        local = (keep_local or self.settings.routing.local_only
+                 or req.preference == pb.ROUTE_PREFERENCE_LOCAL_ONLY)
+        params = {"model": req.model, "max_tokens": p.max_tokens, "temperature": p.temperature,
+                  "top_p": p.top_p, "stop": list(p.stop), "seed": p.seed}
+        return CacheQuery.build(tenant=req.tenant, scope="local" if local else "any",
+                                messages=[(m.role, m.content) for m in g.messages], params=params)
+
+    async def lookup(self, req: ValidRequest, keep_local: bool) -> Lookup:
+        """The hit for this request, if any; on a miss also the closest remote answer at
+        cache.fallback_threshold, which the cascade may serve when the local answer is
+        unconfident and no remote tier can be reached."""
+        q = self.query(req, keep_local)
+        if req.preference == pb.ROUTE_PREFERENCE_CLOUD_ONLY:
+            return Lookup(q, readable=False)
+
+        def run() -> Lookup:
+            hit = self.cache.lookup(q, exact_only=True)
+            if hit is not None:
+                return Lookup(q, hit)
+            vec = self.cache.vector(q)
+            if vec is None:
+                return Lookup(q)
+            hit = self.cache.lookup(q, vector=vec)
+            fallback = None
+            if hit is None:
+                fallback = self.cache.lookup(q, vector=vec, threshold=self.settings.cache.fallback_threshold,
+                                             tiers=REMOTE_TIERS)
+            return Lookup(q, hit, fallback, vec)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    def store(self, found: Lookup, answer: CachedAnswer) -> None:
+        """Queue the answer for the cache; never blocks or fails the request."""
+        if found.query is None:
+            return
+        future = self._pool.submit(self.cache.store, found.query, answer, vector=found.vector)
+        future.add_done_callback(lambda f: f.exception() and log.error(
+            "cache store failed", extra={"error": str(f.exception())}))
+
+    @staticmethod
+    def hit_info(hit: CachedAnswer) -> pb.CacheHit:
+        return pb.CacheHit(match=hit.kind, similarity=hit.similarity, age_s=max(0.0, time.time() - hit.created),
+                           original=pb.ServedBy(tier=_TIERS.get(hit.tier, pb.TIER_UNSPECIFIED), backend=hit.backend,
+                                                model=hit.model))
+
+
+_TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
+
+
+class CachedBackend(Backend):
+    """A cached answer played back word by word: the cascade's last resort when the
+    network is down (it sits after the remote tiers in the chain)."""
+
+    def __init__(self, answer: CachedAnswer) -> None:
+        self.name = "cache"
+        self.answer = answer
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        a = self.answer
+        parts = pieces(a.text)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            yield Chunk(text=part, finish_reason=a.finish_reason if last else None,
+                        prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens if last else 0)
