@@ -87,16 +87,63 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE UNIQUE INDEX IF NOT EXISTS answers_key ON answers (tenant, scope, key);
 CREATE INDEX IF NOT EXISTS answers_partition ON answers (tenant, scope, context);
 CREATE INDEX IF NOT EXISTS answers_lru ON answers (last_used);
+CREATE INDEX IF NOT EXISTS answers_expiry ON answers (expires);
 """
 
-_COLUMNS = "text, finish_reason, prompt_tokens, completion_tokens, tier, backend, model, created"
+_COLUMNS = "last_used, text, finish_reason, prompt_tokens, completion_tokens, tier, backend, model, created"
 
 
-@dataclass
 class _Partition:
-    ids: np.ndarray            # int64 row ids
-    vectors: np.ndarray        # (n, DIM) float32 unit vectors
-    expires: np.ndarray        # float64
+    """One partition's embeddings as a matrix that grows by doubling (an insert or a
+    removal costs O(1) amortized, not a copy of the whole matrix)."""
+
+    def __init__(self, ids: list[int], vectors: list[np.ndarray], expires: list[float]) -> None:
+        cap = max(16, 2 * len(ids))
+        self.n = len(ids)
+        self._ids = np.zeros(cap, dtype=np.int64)
+        self._vectors = np.zeros((cap, DIM), dtype=np.float32)
+        self._expires = np.zeros(cap, dtype=np.float64)
+        if ids:
+            self._ids[: self.n], self._vectors[: self.n], self._expires[: self.n] = ids, vectors, expires
+        self._row = {int(i): r for r, i in enumerate(ids)}
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids[: self.n]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._vectors[: self.n]
+
+    @property
+    def expires(self) -> np.ndarray:
+        return self._expires[: self.n]
+
+    def add(self, row_id: int, vector: np.ndarray, expires: float) -> None:
+        if self.n == len(self._ids):
+            grow = len(self._ids)
+            self._ids = np.concatenate([self._ids, np.zeros(grow, dtype=np.int64)])
+            self._vectors = np.concatenate([self._vectors, np.zeros((grow, DIM), dtype=np.float32)])
+            self._expires = np.concatenate([self._expires, np.zeros(grow, dtype=np.float64)])
+        r = self.n
+        self._ids[r], self._vectors[r], self._expires[r] = row_id, vector, expires
+        self._row[row_id] = r
+        self.n += 1
+
+    def remove(self, row_id: int) -> None:
+        r = self._row.pop(int(row_id), None)
+        if r is None:
+            return
+        last = self.n - 1
+        if r != last:  # move the last row into the hole
+            self._ids[r], self._vectors[r], self._expires[r] = self._ids[last], self._vectors[last], self._expires[last]
+            self._row[int(self._ids[r])] = r
+        self.n -= 1
+
+
+# last_used is written at most this often per entry: LRU needs order, not precision,
+# and a write per hit would cost more than the lookup.
+_TOUCH_EVERY_S = 60.0
 
 
 class AnswerCache:
@@ -111,12 +158,13 @@ class AnswerCache:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
         self._partitions: dict[tuple[str, str, str], _Partition] = {}
+        self._count = int(self._db.execute("SELECT count(*) FROM answers").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM answers").fetchone()[0])
+        return self._count
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -139,8 +187,8 @@ class AnswerCache:
             f"SELECT id, {_COLUMNS} FROM answers WHERE tenant = ? AND scope = ? AND key = ? AND expires > ?{tier_sql}",
             (q.tenant, q.scope, q.key, now, *tier_args)).fetchone()
         if row is not None:
-            self._touch(row[0], now)
-            return CachedAnswer(*row[1:], kind="exact", similarity=1.0)
+            self._touch(row, now)
+            return CachedAnswer(*row[2:], kind="exact", similarity=1.0)
         if exact_only or (self.embed is None and vector is None):
             return None
         part = self._partition(q)
@@ -157,12 +205,14 @@ class AnswerCache:
             row = self._db.execute(f"SELECT id, {_COLUMNS} FROM answers WHERE id = ?{tier_sql}",
                                    (int(part.ids[i]), *tier_args)).fetchone()
             if row is not None:
-                self._touch(row[0], now)
-                return CachedAnswer(*row[1:], kind="semantic", similarity=float(sims[i]))
+                self._touch(row, now)
+                return CachedAnswer(*row[2:], kind="semantic", similarity=float(sims[i]))
         return None
 
-    def _touch(self, row_id: int, now: float) -> None:
-        self._db.execute("UPDATE answers SET last_used = ? WHERE id = ?", (now, row_id))
+    def _touch(self, row: tuple[Any, ...], now: float) -> None:
+        row_id, last_used = row[0], row[1]
+        if now - last_used >= _TOUCH_EVERY_S:
+            self._db.execute("UPDATE answers SET last_used = ? WHERE id = ?", (now, row_id))
 
     def _partition(self, q: CacheQuery) -> _Partition:
         key = (q.tenant, q.scope, q.context)
@@ -170,10 +220,8 @@ class AnswerCache:
         if part is None:
             rows = self._db.execute("SELECT id, embedding, expires FROM answers WHERE tenant = ? AND scope = ? "
                                     "AND context = ? AND embedding IS NOT NULL", key).fetchall()
-            part = _Partition(np.array([r[0] for r in rows], dtype=np.int64),
-                              np.array([np.frombuffer(r[1], dtype=np.float32) for r in rows], dtype=np.float32)
-                              .reshape(-1, DIM),
-                              np.array([r[2] for r in rows], dtype=np.float64))
+            part = _Partition([r[0] for r in rows], [np.frombuffer(r[1], dtype=np.float32) for r in rows],
+                              [r[2] for r in rows])
             self._partitions[key] = part
         return part
 
@@ -190,24 +238,23 @@ class AnswerCache:
                                    (q.tenant, q.scope, q.key)).fetchone()
             if old is not None:
                 self._db.execute("DELETE FROM answers WHERE id = ?", old)
+                self._count -= 1
             cur = self._db.execute(
                 "INSERT INTO answers (tenant, scope, context, key, embedding, text, finish_reason, prompt_tokens, "
                 "completion_tokens, tier, backend, model, created, expires, last_used) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (q.tenant, q.scope, q.context, q.key, blob, answer.text, answer.finish_reason, answer.prompt_tokens,
                  answer.completion_tokens, answer.tier, answer.backend, answer.model, now, now + self.ttl_s, now))
+            self._count += 1
             self._evict(now)
         part = self._partitions.get((q.tenant, q.scope, q.context))
         if part is None:
             return  # loaded from SQLite on first use
         # Keep the loaded partition in step: one row out (the replaced one), one in.
-        keep = part.ids != (old[0] if old is not None else -1)
-        ids, vectors, expires = part.ids[keep], part.vectors[keep], part.expires[keep]
-        if vector is not None:
-            ids = np.append(ids, cur.lastrowid)
-            vectors = np.vstack([vectors, np.asarray(vector, dtype=np.float32)[None, :]])
-            expires = np.append(expires, now + self.ttl_s)
-        self._partitions[(q.tenant, q.scope, q.context)] = _Partition(ids, vectors, expires)
+        if old is not None:
+            part.remove(old[0])
+        if vector is not None and cur.lastrowid is not None:
+            part.add(cur.lastrowid, np.asarray(vector, dtype=np.float32), now + self.ttl_s)
 
     def _evict(self, now: float) -> None:
         """Drop expired entries, then the least recently used past max_entries, from SQLite
@@ -220,8 +267,7 @@ class AnswerCache:
         if not doomed:
             return
         self._db.executemany("DELETE FROM answers WHERE id = ?", [(i,) for i in doomed])
-        gone = np.asarray(doomed, dtype=np.int64)
-        for key, part in self._partitions.items():
-            keep = ~np.isin(part.ids, gone)
-            if not keep.all():
-                self._partitions[key] = _Partition(part.ids[keep], part.vectors[keep], part.expires[keep])
+        self._count -= len(doomed)
+        for part in self._partitions.values():
+            for row_id in doomed:
+                part.remove(row_id)

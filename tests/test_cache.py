@@ -45,7 +45,7 @@ def clock() -> list[float]:
 
 @pytest.fixture
 def cache(tmp_path, clock) -> AnswerCache:
-    c = AnswerCache(tmp_path / "c.sqlite3", ttl_s=60, max_entries=3, threshold=0.95,
+    c = AnswerCache(tmp_path / "c.sqlite3", ttl_s=3600, max_entries=3, threshold=0.95,
                     embed=lambda text: VECTORS[text.split()[0]], clock=lambda: clock[0])
     yield c
     c.close()
@@ -70,18 +70,19 @@ def test_ttl_expiry_tenants_scopes_and_tiers(cache, clock):
     assert cache.lookup(q("alpha q", tenant="kiosk", scope="local")) is None
     assert cache.lookup(q("alpha q", tenant="kiosk")).text == "kiosk's"
     assert cache.lookup(q("alpha-ish q", tenant="kiosk"), tiers=("cloud",)) is None  # only remote answers wanted
-    clock[0] += 61
+    clock[0] += 3601
     assert cache.lookup(q("alpha q", tenant="kiosk")) is None
     assert cache.lookup(q("alpha-ish q", tenant="kiosk")) is None
 
 
 def test_size_bound_evicts_least_recently_used_and_survives_reopen(tmp_path, cache, clock):
+    # LRU order is kept to the minute (a write per hit would cost more than the lookup).
     for i, word in enumerate(["alpha", "beta", "alpha-ish"]):
-        clock[0] += 1
+        clock[0] += 100
         cache.store(q(f"{word} {i}"), answer(word))
-    clock[0] += 1
+    clock[0] += 100
     cache.lookup(q("alpha 0"))  # used: now the freshest
-    clock[0] += 1
+    clock[0] += 100
     cache.store(q("beta 9"), answer("new"))
     assert len(cache) == 3
     assert cache.lookup(q("beta 1"), exact_only=True) is None  # the least recently used went
@@ -89,7 +90,7 @@ def test_size_bound_evicts_least_recently_used_and_survives_reopen(tmp_path, cac
     cache.store(q("alpha 0"), answer("replaced"))  # same key: replaced, not duplicated
     assert len(cache) == 3 and cache.lookup(q("alpha 0")).text == "replaced"
     assert cache.lookup(q("alpha 5")).text == "replaced"  # the semantic index follows the replacement
-    reopened = AnswerCache(tmp_path / "c.sqlite3", ttl_s=60, max_entries=3, threshold=0.95,
+    reopened = AnswerCache(tmp_path / "c.sqlite3", ttl_s=3600, max_entries=3, threshold=0.95,
                            embed=lambda text: VECTORS[text.split()[0]], clock=lambda: clock[0])
     try:
         assert reopened.lookup(q("alpha 5")).text == "replaced"
