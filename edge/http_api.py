@@ -16,6 +16,7 @@ tier, backend and model served it, the reason codes, cost, attempts and timings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -297,11 +298,10 @@ class _Handler:
                              stream=body.stream, tenant=tenant)
             events = self.engine.generate(valid)
             if not body.stream:
-                result = None
-                async for event in events:
-                    if isinstance(event, Result):
-                        result = event
-                assert result is not None
+                result = await _unless_disconnected(request, _last(events))
+                if result is None:
+                    log.info("request cancelled", extra={"request_id": request_id, "front_door": "http"})
+                    return Response(status_code=499)  # nobody is listening; the model has stopped
                 self.daemon.log_result(result, valid)
                 return JSONResponse(completion(result, int(time.time())))
             # Wait for the first event before answering 200, so that an early error
@@ -351,6 +351,38 @@ class _Handler:
             yield b"data: " + failed.body + b"\n\n"
         finally:
             await events.aclose()  # a client that went away stops the generation
+
+
+async def _last(events: AsyncIterator[Any]) -> Result:
+    result = None
+    try:
+        async for event in events:
+            if isinstance(event, Result):
+                result = event
+    finally:
+        await events.aclose()  # on cancellation: stops the generation at its next token
+    assert result is not None
+    return result
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Result | None:
+    """Run `work` unless the client hangs up first (then cancel it and return None), as
+    gRPC does for a cancelled call: a unary answer nobody waits for is not generated."""
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None
+    return task.result()
 
 
 def build_app(daemon: Daemon) -> Starlette:

@@ -144,3 +144,23 @@ def test_streaming_client_that_goes_away_frees_the_model(daemon_factory):
     assert status.models[0].active == 0 and status.models[0].cancelled_total == 1
     r = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "again"}], max_tokens=4)
     assert r.choices[0].message.content
+
+
+def test_unary_client_that_goes_away_frees_the_model(daemon_factory):
+    # A unary answer nobody waits for is not generated to the end (as with gRPC cancel).
+    d = daemon_factory(http_config(reply="word " * 200).replace("fake_token_delay_ms = 0", "fake_token_delay_ms = 20"))
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"http://{d.addresses['http']}/v1/chat/completions",
+                   json={"model": "auto", "messages": [{"role": "user", "content": "go"}], "max_tokens": 200},
+                   timeout=0.5)
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = d.client().status(timeout=5).models[0]
+        if m.active == 0 and m.cancelled_total == 1:
+            break
+        time.sleep(0.05)
+    assert m.active == 0 and m.cancelled_total == 1 and m.tokens_generated_total < 150
+    r = sdk(d).chat.completions.create(model="auto", messages=[{"role": "user", "content": "again"}], max_tokens=4)
+    assert r.choices[0].message.content
