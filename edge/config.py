@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.privacy import KINDS
@@ -29,22 +29,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _host_port(v: str) -> str:
+    if v == "":
+        return v
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port with a port from 0 to 65535, e.g. 127.0.0.1:50051")
+    return v
+
+
+# A listener address: "host:port" (port 0 picks a free one) or "" (off).
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
 class ServerSettings(_Section):
-    listen: str = Field("127.0.0.1:50051", description="TCP address host:port to listen on; port 0 picks a free one; empty disables TCP")
+    listen: HostPort = Field("127.0.0.1:50051", description="TCP address host:port to listen on; port 0 picks a free one; empty disables TCP")
     unix_socket: str = Field("", description="Path of a unix socket to listen on as well; empty disables it")
     shutdown_grace_s: float = Field(10.0, ge=0, le=3600, description="Seconds in-flight requests get to finish after SIGTERM/SIGINT")
     unix_socket_group: str = Field("", description="Group (name or id) that may use the unix socket too: the socket becomes 0660 owned by it; empty = owner only (0600)")
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="gRPC's own cap on one request's encoded size")
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        if v == "":
-            return v
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be host:port with a port from 0 to 65535, e.g. 127.0.0.1:50051")
-        return v
 
 
 class LimitsSettings(_Section):
@@ -172,13 +175,8 @@ class PrivacySettings(_Section):
 
 
 class HttpSettings(_Section):
-    listen: str = Field("", description="host:port of the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models); empty = off")
+    listen: HostPort = Field("", description="host:port of the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models); empty = off")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body the HTTP API reads")
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        return ServerSettings._host_port(v)
 
 
 class CacheSettings(_Section):
@@ -192,12 +190,7 @@ class CacheSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    listen: str = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        return ServerSettings._host_port(v)
+    listen: HostPort = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
 
 
 class TracingSettings(_Section):

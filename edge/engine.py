@@ -1,7 +1,8 @@
 """The request path behind every front door: decide, generate, summarize.
 
-validate (edge.validation) -> decide (edge.router) -> backend.generate -> Result.
-The gRPC server (and later front doors) only translate to and from the wire.
+validate (edge.validation) -> cache (edge.caching) -> decide (edge.router) -> cost gate
+(edge.costing) -> run_chain (edge.failover) -> Result. The gRPC server and the HTTP
+front door only translate to and from the wire.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,21 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Backend, Chunk, GenerationRequest, Message, ModelDescription, Timeouts
-from edge.confidence import Confidence, is_confident
-from edge.backends.fake import FakeBackend
+from edge.backends.base import Backend, Chunk, GenerationRequest, Message, ModelDescription
 from edge.backends.threaded import ThreadedBackend
-from edge.catalog import default_models_dir, load_manifest, verify_file
-from edge.config import ModelEntry, RemoteEntry, Settings
-from edge.errors import ConfigError, ModelNotFound
-from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
-from edge.ledger import Ledger, LedgerEntry, default_ledger_path
+from edge.builders import build_local, build_remote
 from edge.cache import CachedAnswer
 from edge.caching import CachedBackend, Caching, Lookup, pieces
+from edge.catalog import default_models_dir, load_manifest
+from edge.confidence import Confidence, is_confident
+from edge.config import ModelEntry, Settings
+from edge.costing import Costs
+from edge.errors import ModelNotFound
+from edge.failover import Attempt, Candidate, Notice, RemoteState, Served, probe_loop, run_chain
+from edge.ledger import Ledger, LedgerEntry, default_ledger_path
 from edge.metrics import Metrics
+from edge.pricing import PriceTable
 from edge.privacy import describe_kinds
-from edge.pricing import PriceTable, cost_usd, local_cost_usd
-from edge.resilience import BreakerState, CircuitBreaker
+from edge.resilience import BreakerState
 from edge.router import Reason, Signals, Thresholds, decide, weigh
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor
@@ -74,54 +75,6 @@ class Result:
     cache: pb.CacheHit | None = None  # set when the answer came from the answer cache
 
 
-def _build_backend(entry: ModelEntry, settings: Settings, models_dir: Path) -> ThreadedBackend:
-    local = settings.local
-    n_ctx = entry.n_ctx or local.n_ctx
-    if entry.backend == "fake":
-        return FakeBackend(entry.name, reply=entry.fake_reply, token_delay_s=entry.fake_token_delay_ms / 1000,
-                           load_delay_s=entry.fake_load_delay_ms / 1000,
-                           n_ctx=n_ctx, queue_size=local.queue_size, logprob=entry.fake_logprob)
-    from edge.backends.llama import LlamaBackend
-
-    sha256, size = entry.sha256, None
-    if entry.path:
-        path = Path(entry.path).expanduser()
-    else:
-        manifest = load_manifest()
-        try:
-            spec = manifest.get(entry.name)
-        except ModelNotFound:
-            raise ConfigError(f"local.models: model {entry.name!r} has no path and is not in the manifest") from None
-        path, sha256, size = models_dir / spec.file, spec.sha256, spec.size
-    if sha256:
-        # Refuse a corrupt or truncated file here, with its name, rather than
-        # letting llama.cpp meet it in native code.
-        verify_file(path, sha256, name=entry.name, models_dir=models_dir if path.parent == models_dir else None,
-                    expected_size=size)
-    elif not path.is_file():
-        raise ModelNotFound(f"model {entry.name!r}: file {path} does not exist")
-    return LlamaBackend(entry.name, path, sha256=sha256, n_ctx=n_ctx, n_threads=local.n_threads,
-                        n_gpu_layers=local.n_gpu_layers, chat_format=entry.chat_format, queue_size=local.queue_size)
-
-
-def _build_remote(entry: RemoteEntry, tier: int, settings: Settings) -> RemoteState:
-    from edge.backends.anthropic import AnthropicBackend
-    from edge.backends.gemini import GeminiBackend
-    from edge.backends.openai import OpenAIBackend
-
-    cls = {"openai": OpenAIBackend, "anthropic": AnthropicBackend, "gemini": GeminiBackend}[entry.kind]
-    api_key = os.environ.get(entry.api_key_env) if entry.api_key_env else None
-    timeouts = Timeouts(connect_s=entry.connect_timeout_s, first_byte_s=entry.first_byte_timeout_s,
-                        idle_s=entry.idle_timeout_s, total_s=entry.total_timeout_s)
-    backend = cls(entry.name, base_url=entry.base_url or None, model=entry.model, api_key=api_key, timeouts=timeouts)
-    state = RemoteState(backend, tier, CircuitBreaker(settings.resilience), stream_upstream=entry.stream_upstream)
-    if entry.api_key_env and not api_key:
-        # The daemon still serves (locally, or from other backends); status says why this one is idle.
-        state.out_of_rotation = f"environment variable {entry.api_key_env} is not set"
-        log.error("backend out of rotation", extra={"backend": entry.name, "error": state.out_of_rotation})
-    return state
-
-
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -132,15 +85,15 @@ class Engine:
             entries.insert(0, ModelEntry(name=self.default_model))
         # Verifies every model file now: a bad file stops the daemon before it listens.
         self.backends: dict[str, ThreadedBackend] = {
-            e.name: _build_backend(e, settings, self.models_dir) for e in entries}
+            e.name: build_local(e, settings, self.models_dir) for e in entries}
         # Remote backends, in configured order. In offline (air-gapped) mode none is
         # even built: nothing can contact them, not even a probe.
         self.remotes: dict[str, RemoteState] = {}
         if not settings.routing.offline:
             for entry in settings.onprem:
-                self.remotes[entry.name] = _build_remote(entry, pb.TIER_ONPREM, settings)
+                self.remotes[entry.name] = build_remote(entry, pb.TIER_ONPREM, settings)
             for entry in settings.cloud:
-                self.remotes[entry.name] = _build_remote(entry, pb.TIER_CLOUD, settings)
+                self.remotes[entry.name] = build_remote(entry, pb.TIER_CLOUD, settings)
         configured = {"onprem": bool(settings.onprem), "cloud": bool(settings.cloud)}
         self.remote_tiers = tuple(t for t in ("onprem", "cloud") if configured[t])
         self._probe_task: asyncio.Task[None] | None = None
@@ -159,6 +112,7 @@ class Engine:
         # close() waits for the last of them.
         self._ledger_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self.started_at = time.monotonic()
+        self.costs = Costs(settings.cost, self.prices, self.ledger)
         self.metrics = Metrics()
         self.caching: Caching | None = None  # set by start() when [cache] is enabled
         self.hardware: Any = None  # edge.profiler.HardwareProfile once start() has probed it
@@ -266,50 +220,6 @@ class Engine:
             await asyncio.to_thread(self.caching.close)
         await asyncio.to_thread(self.tracer.shutdown)
 
-    # -- cost and the ledger ------------------------------------------------------------
-
-    def _price(self, cand: Candidate):  # type: ignore[no-untyped-def]
-        return self.prices.price_for(getattr(cand.backend, "kind", ""), cand.model)
-
-    def _cost_gate(self, req: ValidRequest, chain: list[Candidate]) -> tuple[list[Candidate], list[Attempt]]:
-        """Drop remote candidates whose worst-case cost (at max_tokens) breaks the
-        request's ceiling, the configured per-request ceiling, or a budget from the ledger."""
-        cost = self.settings.cost
-        ceilings = [c for c in (req.max_cost_usd, cost.max_cost_per_request_usd) if c > 0]
-        budgets = cost.daily_budget_usd > 0 or cost.monthly_budget_usd > 0
-        if not ceilings and not budgets:
-            return chain, []
-        prompt_est = req.generation.approx_prompt_tokens()
-        # One read of the ledger per request, however many candidates are priced.
-        now = time.time()
-        status = self.ledger.budget_status(cost, now) if budgets and any(c.remote for c in chain) else None
-        kept, skipped = [], []
-        for cand in chain:
-            price = self._price(cand) if cand.remote is not None else None
-            if price is None:  # local work, on-prem or an unpriced model: nothing to gate on
-                kept.append(cand)
-                continue
-            estimate = cost_usd(price, prompt_est, req.generation.params.max_tokens)
-            if ceilings and estimate > min(ceilings):
-                skipped.append(Attempt(cand.name, cand.tier, "over_cost_ceiling", 0.0,
-                                       f"up to ${estimate:.6f} at max_tokens, ceiling ${min(ceilings):.6f}"))
-                continue
-            if budgets:
-                ok, why = self.ledger.allows(estimate, cost, now, status)
-                if not ok:
-                    skipped.append(Attempt(cand.name, cand.tier, "over_budget", 0.0, why))
-                    continue
-            kept.append(cand)
-        return kept, skipped
-
-    def _cost_of(self, cand: Candidate, final_prompt: int, final_completion: int, seconds: float) -> float:
-        if cand.remote is None:
-            c = self.settings.cost
-            return local_cost_usd(seconds, watts=c.local_watts, usd_per_kwh=c.usd_per_kwh,
-                                  amortization_usd_per_hour=c.local_amortization_usd_per_hour)
-        price = self._price(cand)
-        return cost_usd(price, final_prompt, final_completion) if price is not None else 0.0
-
     def _confidence_gate(self, chain: list[Candidate], *, cached_fallback: bool, kept: list[str]):  # type: ignore[no-untyped-def]
         """The cascade's check: after `cascade_holdback_tokens` tokens (or the whole
         answer, if shorter), is the local model confident enough to keep its answer?
@@ -373,15 +283,6 @@ class Engine:
         self.record(LedgerEntry(request_id=request_id, ts=time.time(), tier="", backend="", model="",
                                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
                                 outcome=status))
-
-    def budget_snapshot(self) -> dict[str, tuple[float, float]] | None:
-        """{'day'|'month': (spent, limit)} for each configured budget; None when there is none."""
-        cost = self.settings.cost
-        if cost.daily_budget_usd <= 0 and cost.monthly_budget_usd <= 0:
-            return None
-        status = self.ledger.budget_status(cost)
-        return {period: (w.spent_usd, w.limit_usd) for period, w in (("day", status.day), ("month", status.month))
-                if w.limit_usd is not None}
 
     # -- privacy ------------------------------------------------------------------------
 
@@ -501,7 +402,7 @@ class Engine:
                               default_model=self.default_model, remote_tiers=self.remote_tiers,
                               chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
                               sensitive=describe_kinds(pii) if keep_local else "")
-            chain, skipped = self._cost_gate(req, self._chain(decision))
+            chain, skipped = self.costs.gate(req, self._chain(decision))
             if routing.strategy == "smart" and decision.open_choice:
                 signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
                 decision = weigh(decision, signals, self.thresholds)
@@ -602,7 +503,7 @@ class Engine:
             self.estimates[cand.model].observe(
                 prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),
                 completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
-        cost = 0.0 if cache_info is not None else self._cost_of(cand, final.prompt_tokens, final.completion_tokens,
+        cost = 0.0 if cache_info is not None else self.costs.of(cand, final.prompt_tokens, final.completion_tokens,
                                                                  ended - started)
         # Committed before the client hears the answer is final: a kill -9 can then lose
         # an answer nobody received, but never spending somebody was served.

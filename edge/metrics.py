@@ -154,7 +154,7 @@ class _LiveState(Collector):
         yield active
         yield tps
 
-        budget = e.budget_snapshot()
+        budget = e.costs.budget_snapshot()
         if budget is not None:
             spent = GaugeMetricFamily("edge_budget_spent_usd", "Spending so far in the budget period",
                                       labels=["period"])

@@ -227,12 +227,18 @@ def tls_health(target: str, pki: dict[str, Path], client_cert: bool) -> int:
         return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
+def start_tls_daemon(tmp_path: Path, pki: dict[str, Path], mutual: bool):  # type: ignore[no-untyped-def]
+    """A daemon on TLS (mutual or not), once its health service says SERVING over TLS."""
+    d = start_daemon(tmp_path, tls_config(pki, mutual=mutual), wait_serving=False)
+    deadline = time.monotonic() + 30
+    while tls_health(d.target, pki, client_cert=mutual) != SERVING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return d
+
+
 def test_tls_listener_serves_tls_clients_only(tmp_path, pki):
-    d = start_daemon(tmp_path, tls_config(pki, mutual=False), wait_serving=False)
+    d = start_tls_daemon(tmp_path, pki, mutual=False)
     try:
-        deadline = time.monotonic() + 30
-        while tls_health(d.target, pki, client_cert=False) != SERVING and time.monotonic() < deadline:
-            time.sleep(0.05)
         c = Client(d.target, ca_file=str(pki["ca_cert"]))
         assert c.ask("hi", timeout=5).text == "ok"
         assert c.status(timeout=5).tls == "tls"
@@ -242,11 +248,8 @@ def test_tls_listener_serves_tls_clients_only(tmp_path, pki):
 
 
 def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path, pki):
-    d = start_daemon(tmp_path, tls_config(pki, mutual=True), wait_serving=False)
+    d = start_tls_daemon(tmp_path, pki, mutual=True)
     try:
-        deadline = time.monotonic() + 30
-        while tls_health(d.target, pki, client_cert=True) != SERVING and time.monotonic() < deadline:
-            time.sleep(0.05)
         c = Client(d.target, ca_file=str(pki["ca_cert"]), cert_file=str(pki["client_cert"]),
                    key_file=str(pki["client_key"]))
         assert c.ask("hi", timeout=5).text == "ok"

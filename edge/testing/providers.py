@@ -74,6 +74,7 @@ import argparse
 import json
 import re
 import select
+import signal
 import socket
 import sys
 import threading
@@ -626,11 +627,15 @@ def main(argv: list[str] | None = None) -> int:
                             port=args.port, token_delay_s=args.token_delay)
     server.set_fault(Fault(args.fault, status=args.status))
     server.start()
+    # Our own handlers: a process started in the background by a shell without job
+    # control inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     print(f"{args.kind} loopback provider at {server.base_url} (Ctrl-C to stop)", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.2):
+            pass
     finally:
         server.stop()
     return 0
