@@ -35,9 +35,15 @@ score value, see routing_metrics):
                     from what small models are known to fail at, not fitted to these tasks;
                     the author did know the suite's families when writing it)
   classifier        DifficultyClassifier.score (the shipped head)
-  cascade           -logprob_mean of the local answer: escalate the least confident first.
-                    It needs the local answer, so it pays the local generation on EVERY
-                    request, and escalated ones wait for local + remote
+  cascade           what the daemon's confidence gate sees, as a distance past it: after
+                    cascade_holdback_tokens tokens (the whole answer if shorter),
+                    max(mean / -1.0, min / -8.0), the default thresholds
+                    (routing.cascade_min_mean_logprob, cascade_min_token_logprob); the
+                    gate escalates above 1, so the curve sweeps the shipped gate's own
+                    measure. (Until 2026-11-27 this was -logprob_mean of the whole answer,
+                    which the daemon never computes.) It needs the local answer, so it
+                    pays the local generation on EVERY request, and escalated ones wait
+                    for local + remote
   classifier+cascade  the mean of the two scores' normalised ranks (ties averaged): equal
                     weight, no fitting; it pays the local generation like the cascade
   oracle            remote quality minus local quality (= 1 if the local answer is wrong,
@@ -112,6 +118,7 @@ from edge.backends.base import GenerationRequest, Message, SamplingParams  # noq
 from edge.backends.llama import LlamaBackend  # noqa: E402
 from edge.backends.openai import OpenAIBackend  # noqa: E402
 from edge.catalog import default_models_dir, load_manifest  # noqa: E402
+from edge.config import RoutingSettings  # noqa: E402
 from edge.confidence import Confidence, is_confident  # noqa: E402
 from edge.pricing import CostSettings, Price, cost_usd, local_cost_usd  # noqa: E402
 from edge.router import Signals, Thresholds, decide, weigh  # noqa: E402
@@ -369,14 +376,21 @@ def main() -> int:
     disagree = [{"id": r["task"].id, "label": labels[r["task"].id]["correct"], "now": bool(q_local[i])}
                 for i, r in enumerate(rows) if not same_label[i]]
 
-    conf_mean = np.asarray([r["local"]["logprob_mean"] if r["local"]["logprob_mean"] is not None else -UNSURE
-                            for r in rows])
+    routing_defaults = RoutingSettings()
+    gate_mean, gate_min = routing_defaults.cascade_min_mean_logprob, routing_defaults.cascade_min_token_logprob
+
+    def past_the_gate(at_holdback: tuple[float, float, int] | None) -> float:
+        if at_holdback is None:
+            return UNSURE  # no tokens to be confident about: escalate first
+        mean, minimum, _ = at_holdback
+        return max(mean / gate_mean, minimum / gate_min)
+
     clf_score = np.asarray([r["classifier"] for r in rows])
     scores: dict[str, np.ndarray] = {
         "random-sample": np.random.default_rng(args.seed).random(n),
         "heuristic": np.asarray([heuristic_score(r["task"].prompt) for r in rows]),
         "classifier": clf_score,
-        "cascade": -conf_mean,
+        "cascade": np.asarray([past_the_gate(r["local"]["at_holdback"]) for r in rows]),
     }
     scores["classifier+cascade"] = (normalised_ranks(scores["classifier"]) + normalised_ranks(scores["cascade"])) / 2
     scores["oracle"] = q_remote - q_local
@@ -444,8 +458,9 @@ def main() -> int:
                                                           if r["task"].family == f]))),
                      "mean_classifier_score": _r(float(np.mean([clf_score[i] for i, r in enumerate(rows)
                                                                  if r["task"].family == f]))),
-                     "mean_logprob_mean": _r(float(np.mean([conf_mean[i] for i, r in enumerate(rows)
-                                                             if r["task"].family == f])))}
+                     "mean_logprob_mean": _r(float(np.mean([r["local"]["logprob_mean"] for r in rows
+                                                             if r["task"].family == f
+                                                             and r["local"]["logprob_mean"] is not None])))}
                  for f in HELD_OUT}
     title = (f"PGR vs remote share, held-out families ({', '.join(HELD_OUT)}; {n} tasks, "
              f"max_tokens {max_tokens})\nlocal: SmolLM2-135M, remote: simulated (reference answers)")
