@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.catalog import default_models_dir, load_manifest
 from edge.client import Client
+from edge.testing.providers import ProviderServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -140,6 +141,21 @@ def daemon_factory(tmp_path: Path) -> Iterator:
     for d in started:
         if d.proc.poll() is None:
             d.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def loopback() -> Iterator:
+    """Start loopback providers (`loopback(kind="openai", reply=...)`); all stopped after the test."""
+    started: list[ProviderServer] = []
+
+    def make(kind: str = "openai", **kw: object) -> ProviderServer:
+        srv = ProviderServer(kind, **kw).start()  # type: ignore[arg-type]
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")

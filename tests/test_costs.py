@@ -45,10 +45,8 @@ first_byte_timeout_s = 2
 
 
 @pytest.fixture
-def cloud():
-    srv = ProviderServer("openai", reply=REPLY).start()
-    yield srv
-    srv.stop()
+def cloud(loopback) -> ProviderServer:
+    return loopback(reply=REPLY)
 
 
 def usage(ledger_path) -> dict:

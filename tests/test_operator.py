@@ -21,10 +21,8 @@ SECRET_PROMPT = "my private diary entry number 77"
 
 
 @pytest.fixture
-def cloud():
-    srv = ProviderServer("openai", reply="cloud says hi").start()
-    yield srv
-    srv.stop()
+def cloud(loopback) -> ProviderServer:
+    return loopback(reply="cloud says hi")
 
 
 def operator_config(cloud: ProviderServer, extra: str = "") -> str:

@@ -29,10 +29,8 @@ PROMPT = ("Please draft a reply to " + VALUES["email"] + " (call " + VALUES["pho
 
 
 @pytest.fixture
-def cloud():
-    srv = ProviderServer("openai", reply="Drafted.").start()
-    yield srv
-    srv.stop()
+def cloud(loopback) -> ProviderServer:
+    return loopback(reply="Drafted.")
 
 
 def guard_config(cloud: ProviderServer, mode: str | None) -> str:

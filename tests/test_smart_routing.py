@@ -32,10 +32,8 @@ model = "m"
 
 
 @pytest.fixture
-def lan():
-    srv = ProviderServer("openai", reply="remote answer").start()
-    yield srv
-    srv.stop()
+def lan(loopback) -> ProviderServer:
+    return loopback(reply="remote answer")
 
 
 def codes(r) -> list[str]:
