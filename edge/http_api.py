@@ -69,6 +69,10 @@ _HTTP_STATUS = {
 
 # -- the request body -------------------------------------------------------------------------
 
+class BodyTooLarge(InvalidArgument):
+    """INVALID_ARGUMENT to the ledger and metrics, HTTP 413 to the client."""
+
+
 class _Open(BaseModel):
     # OpenAI clients send fields we do not use (user, logit_bias, ...): accept and ignore them.
     model_config = ConfigDict(extra="allow")
@@ -251,6 +255,8 @@ class _Handler:
                                           "front_door": "http"})
         self.engine.record_failure(request_id, code.name, (time.monotonic() - started) * 1000)
         status, kind = _HTTP_STATUS.get(code, (500, "server_error"))
+        if isinstance(exc, BodyTooLarge):
+            status = 413
         err_code = "model_not_found" if code == grpc.StatusCode.NOT_FOUND else None
         return JSONResponse(error_body(message, kind, param, err_code), status)
 
@@ -268,7 +274,7 @@ class _Handler:
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > limit:
-                raise InvalidArgument("body", f"is larger than the limit of {limit} bytes")
+                raise BodyTooLarge("body", f"is larger than the limit of {limit} bytes (http.max_body_bytes)")
         try:
             return ChatRequest.model_validate_json(bytes(raw))
         except ValidationError as exc:
