@@ -1,0 +1,131 @@
+"""What does each front door cost? gRPC vs the OpenAI-compatible HTTP API, side by side.
+
+One `edge serve` with the fake backend (a fixed 32-word reply, no token delay, so the
+model costs next to nothing and what is measured is the door: parsing, validation,
+routing, the ledger commit, serialization and the loopback socket), both listeners
+on. For `--requests` rounds, interleaved and alternating which door goes first:
+
+  unary   gRPC Generate (edge.Client, one channel)  vs  POST /v1/chat/completions
+          (httpx.Client, one keep-alive connection): time to the whole answer
+  stream  gRPC GenerateStream  vs  the same POST with "stream": true (SSE): time to
+          the first text and to the end of the stream
+
+Prints one JSON object: p50/p99 per door and mode, and HTTP/gRPC ratios of the p50s.
+
+    .venv/bin/python benchmarks/front_doors.py            # 300 rounds
+    .venv/bin/python benchmarks/front_doors.py --quick    # 100 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import pct, start_daemon  # noqa: E402
+
+from edge.client import Client  # noqa: E402
+
+REPLY = " ".join(f"word{i}" for i in range(32))
+CONFIG = f"""
+[server]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[local]
+default_model = "fake"
+[[local.models]]
+name = "fake"
+backend = "fake"
+fake_reply = "{REPLY}"
+[routing]
+profile_on_start = false
+"""
+PROMPT = "Say the thirty-two words."
+
+
+def grpc_unary(c: Client) -> float:
+    t = time.perf_counter()
+    r = c.ask(PROMPT, max_tokens=64, timeout=10)
+    assert r.text == REPLY
+    return time.perf_counter() - t
+
+
+def grpc_stream(c: Client) -> tuple[float, float]:
+    t = time.perf_counter()
+    first = None
+    for msg in c.stream(PROMPT, max_tokens=64, timeout=10):
+        if first is None and msg.WhichOneof("event") == "delta":
+            first = time.perf_counter() - t
+    return first or 0.0, time.perf_counter() - t
+
+
+def http_unary(h: httpx.Client, url: str) -> float:
+    t = time.perf_counter()
+    r = h.post(url, json={"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": PROMPT}]})
+    assert r.json()["choices"][0]["message"]["content"] == REPLY
+    return time.perf_counter() - t
+
+
+def http_stream(h: httpx.Client, url: str) -> tuple[float, float]:
+    t = time.perf_counter()
+    first = None
+    body = {"model": "auto", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+    with h.stream("POST", url, json=body) as r:
+        for line in r.iter_lines():
+            if first is None and line.startswith("data: ") and '"content": "word' in line:
+                first = time.perf_counter() - t
+    return first or 0.0, time.perf_counter() - t
+
+
+def summary(xs: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(xs, 0.5) * 1000, 3), "p99_ms": round(pct(xs, 0.99) * 1000, 3)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    n = 100 if args.quick else args.requests
+    times: dict[str, list[float]] = {k: [] for k in (
+        "grpc_unary", "http_unary", "grpc_stream_first", "http_stream_first", "grpc_stream_total", "http_stream_total")}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, target = start_daemon(CONFIG, Path(tmp))
+        try:
+            http = json.loads((Path(tmp) / "addr.json").read_text())["http"]
+            url = f"http://{http}/v1/chat/completions"
+            with Client(target) as c, httpx.Client(timeout=10) as h:
+                for _ in range(10):  # warm both doors: connections, first-call imports
+                    grpc_unary(c), http_unary(h, url), grpc_stream(c), http_stream(h, url)
+                for i in range(n):
+                    doors = [("grpc", c), ("http", h)] if i % 2 == 0 else [("http", h), ("grpc", c)]
+                    for name, client in doors:
+                        if name == "grpc":
+                            times["grpc_unary"].append(grpc_unary(client))  # type: ignore[arg-type]
+                            first, total = grpc_stream(client)  # type: ignore[arg-type]
+                        else:
+                            times["http_unary"].append(http_unary(client, url))  # type: ignore[arg-type]
+                            first, total = http_stream(client, url)  # type: ignore[arg-type]
+                        times[f"{name}_stream_first"].append(first)
+                        times[f"{name}_stream_total"].append(total)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    out = {"benchmark": "front_doors", "rounds": n, "backend": "fake (32 words, no delay)",
+           **{k: summary(v) for k, v in times.items()}}
+    out["ratios_http_over_grpc_p50"] = {
+        mode: round(pct(times[f"http_{mode}"], 0.5) / pct(times[f"grpc_{mode}"], 0.5), 3)
+        for mode in ("unary", "stream_first", "stream_total")}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
