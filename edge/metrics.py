@@ -154,6 +154,10 @@ class _LiveState(Collector):
         yield active
         yield tps
 
+        if e.caching is not None:
+            yield GaugeMetricFamily("edge_cache_entries", "Answers held by the answer cache",
+                                    value=float(len(e.caching.cache)))
+
         budget = e.costs.budget_snapshot()
         if budget is not None:
             spent = GaugeMetricFamily("edge_budget_spent_usd", "Spending so far in the budget period",

@@ -137,6 +137,30 @@ def test_hit_miss_near_miss_and_streaming_hit(daemon_factory):
     assert c.status(timeout=5).models[0].requests_total == 3  # the model ran for the misses only
 
 
+def test_cache_metrics(daemon_factory):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    d = daemon_factory(cache_config(extra='[metrics]\nlisten = "127.0.0.1:0"\n'))
+    c = d.client()
+    ask(c, QUESTION), ask(c, QUESTION), ask(c, PARAPHRASE), ask(c, UNRELATED)
+
+    def scrape() -> dict:
+        text = httpx.get(f"http://{d.addresses['metrics']}/metrics", timeout=5).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+    deadline = time.monotonic() + 10
+    samples = scrape()
+    while samples[("edge_cache_entries", ())] < 2 and time.monotonic() < deadline:  # stores are queued
+        time.sleep(0.05)
+        samples = scrape()
+    assert samples[("edge_cache_entries", ())] == 2
+    assert samples[("edge_cache_hits_total", (("match", "exact"),))] == 1
+    assert samples[("edge_cache_hits_total", (("match", "semantic"),))] == 1
+    assert samples[("edge_requests_total", (("backend", "cache"), ("outcome", "ok"), ("tier", "local")))] == 2
+
+
 def test_ttl_expiry(daemon_factory):
     d = daemon_factory(cache_config(cache="ttl_s = 0.5"))
     c = d.client()
