@@ -24,6 +24,7 @@ from typing import Any
 from edge.backends.base import Backend, Chunk, GenerationRequest
 from edge.cache import AnswerCache, CachedAnswer, CacheQuery
 from edge.config import Settings
+from edge.router.classifier import last_user_message
 from edge.v1 import router_pb2 as pb
 from edge.validation import ValidRequest
 
@@ -45,16 +46,19 @@ class Lookup:
     hit: CachedAnswer | None = None
     # A close answer from a remote tier, kept for the degradation path (see Caching.lookup).
     fallback: CachedAnswer | None = None
-    vector: Any = None                # the prompt's embedding, reused by store()
+    vector: Any = None                # the prompt's embedding, reused by store() and the classifier
+    tokens: int = 0                   # the encoder's token count for it (the classifier's feature)
     readable: bool = True             # False for CLOUD_ONLY: store, never serve
 
 
 class Caching:
-    def __init__(self, settings: Settings, path: Path, embed: Any = None) -> None:
+    def __init__(self, settings: Settings, path: Path, encoder: Any = None) -> None:
+        """`encoder`: a SentenceEncoder for semantic matches (None: exact matches only)."""
         c = settings.cache
         self.settings = settings
+        self.encoder = encoder if c.semantic else None
         self.cache = AnswerCache(path, ttl_s=c.ttl_s, max_entries=c.max_entries, threshold=c.threshold,
-                                 embed=embed if c.semantic else None)
+                                 embed=self.encoder.embed if self.encoder is not None else None)
         # One thread owns the SQLite connection and the in-memory matrices.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache")
 
@@ -84,15 +88,18 @@ class Caching:
             hit = self.cache.lookup(q, exact_only=True)
             if hit is not None:
                 return Lookup(q, hit)
-            vec = self.cache.vector(q)
-            if vec is None:
+            if self.encoder is None:
                 return Lookup(q)
+            # The last user message as sent (what the difficulty classifier embeds too, so
+            # the engine can reuse this embedding instead of computing it a second time).
+            vec, tokens = self.encoder.embed_with_count(last_user_message([(m.role, m.content)
+                                                                          for m in req.generation.messages]))
             hit = self.cache.lookup(q, vector=vec)
             fallback = None
             if hit is None:
                 fallback = self.cache.lookup(q, vector=vec, threshold=self.settings.cache.fallback_threshold,
                                              tiers=REMOTE_TIERS)
-            return Lookup(q, hit, fallback, vec)
+            return Lookup(q, hit, fallback, vec, tokens)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 

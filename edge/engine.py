@@ -36,6 +36,7 @@ from edge.resilience import BreakerState
 from edge.router import Reason, Signals, Thresholds, decide, weigh
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor
+from edge.router.classifier import last_user_message
 from edge.router.policy import Decision
 from edge.tracing import NOOP, Span, build_tracer
 from edge.v1 import router_pb2 as pb
@@ -137,22 +138,22 @@ class Engine:
 
     async def _open_cache(self) -> None:
         c = self.settings.cache
-        embed = None
+        encoder = None
         if c.semantic:
             if self.classifier is not None:
-                embed = self.classifier.encoder.embed  # one encoder in memory for both
+                encoder = self.classifier.encoder  # one encoder in memory for both
             else:
                 from edge.errors import ModelError
                 from edge.router.classifier import SentenceEncoder
 
                 try:
-                    embed = (await asyncio.to_thread(SentenceEncoder.from_models_dir, self.models_dir)).embed
+                    encoder = await asyncio.to_thread(SentenceEncoder.from_models_dir, self.models_dir)
                 except ModelError as exc:
                     log.warning("semantic cache off: the encoder is not usable; exact matches only",
                                 extra={"error": str(exc)})
         path = Path(c.path).expanduser() if c.path else self.ledger.path.with_suffix(".answers.sqlite3")
-        self.caching = await asyncio.to_thread(Caching, self.settings, path, embed)
-        log.info("answer cache open", extra={"path": str(path), "semantic": embed is not None})
+        self.caching = await asyncio.to_thread(Caching, self.settings, path, encoder)
+        log.info("answer cache open", extra={"path": str(path), "semantic": encoder is not None})
 
     async def _load_classifier(self) -> None:
         from edge.errors import ModelError
@@ -251,8 +252,10 @@ class Engine:
 
         return gate
 
-    async def _signals(self, req: ValidRequest, decision: Decision, *, remote_affordable: bool) -> Signals:
-        """Measure what the policy weighs: predicted latencies, load, difficulty."""
+    async def _signals(self, req: ValidRequest, decision: Decision, *, remote_affordable: bool,
+                       found: Lookup) -> Signals:
+        """Measure what the policy weighs: predicted latencies, load, difficulty. The
+        difficulty reuses the cache lookup's embedding of the prompt when there is one."""
         gen = req.generation
         backend = self.backends[decision.model]
         prompt_est = gen.approx_prompt_tokens()
@@ -260,7 +263,11 @@ class Engine:
         load = self.load.sample()
         difficulty = None
         if self.classifier is not None:
-            difficulty = await asyncio.to_thread(self.classifier.score, [(m.role, m.content) for m in gen.messages])
+            messages = [(m.role, m.content) for m in gen.messages]
+            if found.vector is not None and self.caching is not None and self.caching.encoder is self.classifier.encoder:
+                difficulty = self.classifier.score_embedding(last_user_message(messages), found.vector, found.tokens)
+            else:
+                difficulty = await asyncio.to_thread(self.classifier.score, messages)
         return Signals(
             max_latency_ms=req.max_latency_ms,
             local_predicted_s=self.estimates[decision.model].predict_s(
@@ -392,8 +399,8 @@ class Engine:
         self.metrics.observe_result(result, "local")
         yield result
 
-    async def _plan(self, req: ValidRequest, span: Span, pii: list[str],
-                    keep_local: bool) -> tuple[Decision, list[Candidate], list[Attempt]]:
+    async def _plan(self, req: ValidRequest, span: Span, pii: list[str], keep_local: bool,
+                    found: Lookup) -> tuple[Decision, list[Candidate], list[Attempt]]:
         """decide -> cost gate -> weigh: the plan, the chain in order, the candidates ruled out."""
         dspan = span.child("edge.decide")
         try:
@@ -404,7 +411,8 @@ class Engine:
                               sensitive=describe_kinds(pii) if keep_local else "")
             chain, skipped = self.costs.gate(req, self._chain(decision))
             if routing.strategy == "smart" and decision.open_choice:
-                signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain))
+                signals = await self._signals(req, decision, remote_affordable=any(c.remote for c in chain),
+                                              found=found)
                 decision = weigh(decision, signals, self.thresholds)
                 order = {t: i for i, t in enumerate(decision.tiers)}
                 chain.sort(key=lambda c: order[TIER_NAMES[c.tier]])  # stable within a tier
@@ -425,7 +433,7 @@ class Engine:
             async for event in self._from_cache(req, found.hit, started):
                 yield event
             return
-        decision, chain, skipped = await self._plan(req, span, pii, keep_local)
+        decision, chain, skipped = await self._plan(req, span, pii, keep_local, found)
         redact = bool(pii) and self.settings.privacy.pii == "redact"
         parts: list[str] = []
         notices: list[Reason] = []

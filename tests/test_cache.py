@@ -271,3 +271,25 @@ def test_failed_escalation_falls_back_to_the_local_model_after_all(daemon_factor
         assert "CASCADE_KEPT_LOCAL" in [x.code for x in r.trace] and r.degraded
     finally:
         cloud.stop()
+
+
+def test_difficulty_is_the_same_with_the_cache_sharing_its_embedding(daemon_factory, loopback):
+    # With the cache on, the classifier scores from the cache lookup's embedding; the
+    # decision (and the score in its reason) must not change.
+    cloud = loopback(reply="remote")
+    base = fake_config(reply="local", extra=f"""
+[[cloud]]
+name = "cloud"
+base_url = "{cloud.base_url}"
+model = "test-model"
+""")
+    prompts = ["What is 482 * 97?", "Write a short poem about the sea.", "Name a primary colour."]
+
+    def reasons(cfg: str) -> list[list[str]]:
+        c = daemon_factory(cfg).client()
+        return [[f"{x.code}: {x.detail}" for x in c.ask(p, max_tokens=8, timeout=10).trace
+                 if x.code.startswith(("DIFFICULTY", "CASCADE"))] for p in prompts]
+
+    without = reasons(base)
+    assert all(without)  # the classifier did score each prompt
+    assert reasons(base + "\n[cache]\nenabled = true\n") == without

@@ -116,6 +116,13 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
                  / (len(pos) * len(neg)))
 
 
+def test_a_shared_embedding_gives_the_same_score(clf: DifficultyClassifier) -> None:
+    # The answer cache embeds the prompt and hands the vector to the classifier: same number.
+    for text in ("What is 482 * 97?", "Write a short poem about the sea.", "  spaced   out  "):
+        vec, n = clf.encoder.embed_with_count(text)
+        assert clf.score_embedding(text, vec, n) == pytest.approx(clf.score([("user", text)]), abs=1e-6)
+
+
 def test_on_held_out_families_hard_tasks_score_higher_than_trivial_ones(clf: DifficultyClassifier) -> None:
     held_out = set(clf.metadata["edge.held_out"].split(","))
     assert {"arithmetic", "factual"} <= held_out, "the shipped head must not have seen these families"

@@ -311,5 +311,13 @@ class DifficultyClassifier:
     def score(self, messages: str | Sequence[MessageLike]) -> float:
         """Probability in [0, 1] that the local model answers wrongly (higher = harder),
         judged from the last user message (see `last_user_message`)."""
-        p = float(self.score_features(self.encoder.features(last_user_message(messages)))[0])
+        text = last_user_message(messages)
+        return self.score_embedding(text, *self.encoder.embed_with_count(text))
+
+    def score_embedding(self, text: str, vector: np.ndarray, n_tokens: int) -> float:
+        """`score` for a text whose embedding and token count (`SentenceEncoder.embed_with_count`)
+        are known already: the head alone, about 0.1 ms (the answer cache shares its embedding)."""
+        features = self._np.concatenate([vector, self._np.asarray(extra_features(text, n_tokens),
+                                                                  dtype=self._np.float32)])
+        p = float(self.score_features(features)[0])
         return min(1.0, max(0.0, p))
