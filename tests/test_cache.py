@@ -278,6 +278,10 @@ def test_difficulty_is_the_same_with_the_cache_sharing_its_embedding(daemon_fact
     # decision (and the score in its reason) must not change.
     cloud = loopback(reply="remote")
     base = fake_config(reply="local", extra=f"""
+[routing]
+cpu_high_percent = 100   # a busy test machine must not decide before the difficulty step does
+memory_high_percent = 100
+
 [[cloud]]
 name = "cloud"
 base_url = "{cloud.base_url}"
