@@ -273,27 +273,69 @@ def test_failed_escalation_falls_back_to_the_local_model_after_all(daemon_factor
         cloud.stop()
 
 
-def test_difficulty_is_the_same_with_the_cache_sharing_its_embedding(daemon_factory, loopback):
-    # With the cache on, the classifier scores from the cache lookup's embedding; the
-    # decision (and the score in its reason) must not change.
+def test_difficulty_is_the_same_with_the_cache_sharing_its_embedding(tmp_path, loopback):
+    """With the cache on, the classifier scores from the cache lookup's embedding (it is
+    never asked to embed the prompt itself) and the decisions do not change. In-process,
+    with the machine's load held calm: on a busy CI box the load step would otherwise
+    decide before the difficulty step does, differently from run to run."""
+    import asyncio
+
+    from edge.client import build_request
+    from edge.config import load_settings
+    from edge.engine import Engine, Result
+    from edge.router.load import LoadSample
+    from edge.validation import validate
+
     cloud = loopback(reply="remote")
-    base = fake_config(reply="local", extra=f"""
+    prompts = ["What is 482 * 97?", "Write a short poem about the sea.", "Name a primary colour."]
+
+    def run(cache: bool) -> tuple[list[list[str]], int]:
+        cfg = tmp_path / f"cache-{cache}.toml"
+        text = fake_config(reply="local", extra=f"""
 [routing]
-cpu_high_percent = 100   # a busy test machine must not decide before the difficulty step does
-memory_high_percent = 100
+profile_on_start = false
+
+[cache]
+enabled = {str(cache).lower()}
 
 [[cloud]]
 name = "cloud"
 base_url = "{cloud.base_url}"
 model = "test-model"
 """)
-    prompts = ["What is 482 * 97?", "Write a short poem about the sea.", "Name a primary colour."]
+        cfg.write_text(f'ledger_path = "{tmp_path / f"ledger-{cache}.sqlite3"}"\n' + text)
+        settings = load_settings(cfg, environ={})
 
-    def reasons(cfg: str) -> list[list[str]]:
-        c = daemon_factory(cfg).client()
-        return [[f"{x.code}: {x.detail}" for x in c.ask(p, max_tokens=8, timeout=10).trace
-                 if x.code.startswith(("DIFFICULTY", "CASCADE"))] for p in prompts]
+        async def go() -> tuple[list[list[str]], int]:
+            engine = Engine(settings)
+            await engine.start()
+            engine.load.sample = lambda: LoadSample(cpu_percent=0.0, memory_percent=10.0,  # type: ignore[method-assign]
+                                                    battery_percent=None, on_battery=False, thermal_throttled=False)
+            own_embeddings = 0
+            score = engine.classifier.score
 
-    without = reasons(base)
-    assert all(without)  # the classifier did score each prompt
-    assert reasons(base + "\n[cache]\nenabled = true\n") == without
+            def counting(messages):  # type: ignore[no-untyped-def]
+                nonlocal own_embeddings
+                own_embeddings += 1
+                return score(messages)
+
+            engine.classifier.score = counting
+            out = []
+            try:
+                for i, p in enumerate(prompts):
+                    valid = validate(build_request(p, max_tokens=8), settings.limits, request_id=f"r{i}",
+                                     time_remaining=10)
+                    async for event in engine.generate(valid):
+                        if isinstance(event, Result):
+                            out.append([f"{x.code}: {x.detail}" for x in event.trace
+                                        if x.code.startswith(("DIFFICULTY", "CASCADE"))])
+            finally:
+                await engine.close()
+            return out, own_embeddings
+
+        return asyncio.run(go())
+
+    without, embedded_alone = run(cache=False)
+    shared, embedded_shared = run(cache=True)
+    assert all(without) and embedded_alone == len(prompts)  # the classifier scored every prompt
+    assert shared == without and embedded_shared == 0
