@@ -12,6 +12,10 @@ on. For `--requests` rounds, interleaved and alternating which door goes first:
 
 Prints one JSON object: p50/p99 per door and mode, and HTTP/gRPC ratios of the p50s.
 
+`--guarded` adds a second daemon with the doors closed (a bearer-tokens file and a
+per-client rate limit too high to bite) and times unary requests through both doors
+of both daemons, interleaved: what authentication and rate limiting cost per request.
+
     .venv/bin/python benchmarks/front_doors.py            # 300 rounds
     .venv/bin/python benchmarks/front_doors.py --quick    # 100 rounds
 """
@@ -84,6 +88,49 @@ def http_stream(h: httpx.Client, url: str) -> tuple[float, float]:
     return first or 0.0, time.perf_counter() - t
 
 
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def guarded_overhead(n: int) -> dict[str, object]:
+    """Unary p50 through each door of an open and a guarded daemon, interleaved."""
+    times: dict[str, list[float]] = {k: [] for k in ("grpc_open", "grpc_guarded", "http_open", "http_guarded")}
+    with tempfile.TemporaryDirectory() as tmp_open, tempfile.TemporaryDirectory() as tmp_guarded:
+        tokens = Path(tmp_guarded) / "tokens"
+        tokens.write_text(f"bench {TOKEN}\n")
+        tokens.chmod(0o600)
+        guarded_cfg = CONFIG + f'[security]\ntokens_file = "{tokens}"\nrate_limit_per_s = 100000\n' \
+                               'rate_limit_burst = 100000\n'
+        procs = []
+        try:
+            doors = {}
+            for name, cfg, tmp, token in (("open", CONFIG, tmp_open, None), ("guarded", guarded_cfg, tmp_guarded, TOKEN)):
+                proc, target = start_daemon(cfg, Path(tmp))
+                procs.append(proc)
+                http = json.loads((Path(tmp) / "addr.json").read_text())["http"]
+                headers = {"authorization": f"Bearer {token}"} if token else {}
+                doors[name] = (Client(target, token=token), httpx.Client(timeout=10, headers=headers),
+                               f"http://{http}/v1/chat/completions")
+            for _ in range(10):
+                for c, h, url in doors.values():
+                    grpc_unary(c), http_unary(h, url)
+            for i in range(n):
+                for name in (("open", "guarded") if i % 2 == 0 else ("guarded", "open")):
+                    c, h, url = doors[name]
+                    times[f"grpc_{name}"].append(grpc_unary(c))
+                    times[f"http_{name}"].append(http_unary(h, url))
+            for c, h, _ in doors.values():
+                c.close()
+                h.close()
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
+    out: dict[str, object] = {k: summary(v) for k, v in times.items()}
+    out["overhead_ms_p50"] = {door: round((pct(times[f"{door}_guarded"], 0.5) - pct(times[f"{door}_open"], 0.5)) * 1000, 3)
+                              for door in ("grpc", "http")}
+    return out
+
+
 def summary(xs: list[float]) -> dict[str, float]:
     return {"p50_ms": round(pct(xs, 0.5) * 1000, 3), "p99_ms": round(pct(xs, 0.99) * 1000, 3)}
 
@@ -92,6 +139,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--guarded", action="store_true", help="also time the doors closed (tokens + rate limit)")
     args = ap.parse_args()
     n = 100 if args.quick else args.requests
     times: dict[str, list[float]] = {k: [] for k in (
@@ -123,6 +171,8 @@ def main() -> int:
     out["ratios_http_over_grpc_p50"] = {
         mode: round(pct(times[f"http_{mode}"], 0.5) / pct(times[f"grpc_{mode}"], 0.5), 3)
         for mode in ("unary", "stream_first", "stream_total")}
+    if args.guarded:
+        out["guarded"] = guarded_overhead(n)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.client import Client  # noqa: E402
 
 __all__ = ["ROOT", "pct", "start_daemon"]
 
@@ -32,10 +32,13 @@ def start_daemon(cfg: str, workdir: Path, timeout_s: float = 180.0) -> tuple[sub
             raise SystemExit("daemon failed to start:\n" + (workdir / "daemon.log").read_text())
         time.sleep(0.05)
     target = json.loads(addr.read_text())["tcp"]
-    with Client(target) as c:
+    # The health service, not GetStatus: it answers without a token when the doors are closed.
+    with grpc.insecure_channel(target) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
         while True:
             try:
-                if c.status(timeout=1).state == "serving":
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
                     return proc, target
             except grpc.RpcError:
                 pass
