@@ -310,10 +310,12 @@ class Engine:
             return await asyncio.to_thread(scan)
         return scan()
 
-    def _redactor(self, kinds: list[str]):  # type: ignore[no-untyped-def]
-        """What remote tiers receive under privacy.pii = 'redact': every message (and any
-        continuation text) with the values replaced by placeholders, numbered per request."""
-        from edge.privacy import Redactor
+    def _redactor(self):  # type: ignore[no-untyped-def]
+        """Under privacy.pii = 'redact': (outbound, restorer). `outbound` is what remote tiers
+        receive: every message (and any continuation text) with the values replaced by
+        placeholders, numbered per request; `restorer` puts the values back into the answer
+        as it streams to the client, so "[EMAIL_1]" in a remote answer reads as the address."""
+        from edge.privacy import Redactor, StreamRestorer
 
         redactor = Redactor(self.settings.privacy.pii_kinds)
 
@@ -323,7 +325,7 @@ class Engine:
             return replace(r, messages=tuple(Message(m.role, redactor.redact(m.content)) for m in r.messages),
                            assistant_prefix=redactor.redact(r.assistant_prefix))
 
-        return outbound
+        return outbound, StreamRestorer(redactor)
 
     def network(self) -> str:
         """'local-only', 'offline', 'up' (a remote backend is usable) or 'down'."""
@@ -435,6 +437,7 @@ class Engine:
             return
         decision, chain, skipped = await self._plan(req, span, pii, keep_local, found)
         redact = bool(pii) and self.settings.privacy.pii == "redact"
+        outbound, restorer = self._redactor() if redact else (None, None)
         parts: list[str] = []
         notices: list[Reason] = []
         first_at: float | None = None
@@ -449,8 +452,12 @@ class Engine:
             assert chain[0].remote is None  # a cascade answers locally first
             chain.append(chain[0])
         async for event in run_chain(req.generation, chain, self.settings.resilience, skipped, gate,
-                                     outbound=self._redactor(pii) if redact else None, span=span):
+                                     outbound=outbound, span=span):
             if isinstance(event, str):
+                if restorer is not None:
+                    event = restorer.feed(event)
+                    if not event:
+                        continue  # maybe half a placeholder: held until it is whole
                 if first_at is None:
                     first_at = time.monotonic()
                 parts.append(event)
@@ -461,6 +468,10 @@ class Engine:
             else:
                 served = event
         assert served is not None  # run_chain ends with Served or raises
+        if restorer is not None and (tail := restorer.flush()):
+            first_at = first_at or time.monotonic()
+            parts.append(tail)
+            yield tail
         ended = time.monotonic()
         first_at = first_at or ended
         decode_s = ended - first_at
@@ -506,7 +517,7 @@ class Engine:
                 trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
         if redact:
             trace.append(Reason("PII_REDACTED", f"{describe_kinds(pii)} replaced by placeholders in everything sent "
-                                                "to remote tiers"))
+                                                "to remote tiers (and put back in the answer)"))
         if cand.remote is None and cand.model in self.estimates and cache_info is None:
             self.estimates[cand.model].observe(
                 prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, first_at - started - final.queue_wait_s),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-__all__ = ["KINDS", "Finding", "Redactor", "describe_kinds", "find_pii", "redact"]
+__all__ = ["KINDS", "Finding", "Redactor", "StreamRestorer", "describe_kinds", "find_pii", "redact"]
 
 KINDS = ("email", "phone", "card", "iban", "ip", "secret")  # stable names: traces and config use them
 
@@ -252,6 +252,7 @@ class Redactor:
         self._kinds = _check(kinds)
         self._labels: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
+        self._originals: dict[str, str] = {}  # placeholder -> the value as first written
 
     def redact(self, text: str) -> str:
         """`text` with each finding replaced by its placeholder."""
@@ -263,6 +264,7 @@ class Redactor:
             if label is None:
                 n = self._counts[f.kind] = self._counts.get(f.kind, 0) + 1
                 label = self._labels[key] = f"[{f.kind.upper()}_{n}]"
+                self._originals[label] = text[f.start:f.end]
             out += (text[pos:f.start], label)
             pos = f.end
         out.append(text[pos:])
@@ -272,6 +274,40 @@ class Redactor:
     def kinds_found(self) -> list[str]:
         """Sorted distinct kinds replaced so far."""
         return sorted(self._counts)
+
+    def restore(self, text: str) -> str:
+        """`text` (a remote answer) with this request's placeholders put back to the values."""
+        if not self._originals or "[" not in text:
+            return text
+        return _PLACEHOLDER.sub(lambda m: self._originals.get(m.group(0), m.group(0)), text)
+
+
+_PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CARD|IBAN|IP|SECRET)_\d+\]")
+_LONGEST_PLACEHOLDER = len("[SECRET_9999]")
+
+
+class StreamRestorer:
+    """`Redactor.restore` for an answer that arrives in pieces: a placeholder split across
+    two pieces ("[EMA" + "IL_1]") is held back until it is whole (or cannot be one)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The text that can go to the client now."""
+        text = self._held + piece
+        cut = text.rfind("[")
+        if cut != -1 and "]" not in text[cut:] and len(text) - cut < _LONGEST_PLACEHOLDER:
+            self._held, text = text[cut:], text[:cut]  # maybe the start of a placeholder
+        else:
+            self._held = ""
+        return self._redactor.restore(text)
+
+    def flush(self) -> str:
+        """What is still held back, at the end of the answer."""
+        text, self._held = self._held, ""
+        return self._redactor.restore(text)
 
 
 def redact(text: str, kinds: Iterable[str] = KINDS) -> tuple[str, list[str]]:

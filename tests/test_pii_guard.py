@@ -91,6 +91,24 @@ def test_redact_sends_placeholders_never_the_values(daemon_factory, cloud, strea
     assert body.count("[EMAIL_1]") == 2 and "[CARD_1]" in body and "[IBAN_1]" in body and "[SECRET_1]" in body
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_redacted_answer_gets_the_values_back(daemon_factory, loopback, stream):
+    # The remote model only ever saw placeholders, and answers with them; the client
+    # reads its own values.
+    cloud = loopback(reply="I wrote to [EMAIL_1] about the refund to [CARD_1] and [IBAN_1].")
+    d = daemon_factory(guard_config(cloud, "redact"))
+    c = d.client()
+    if stream:
+        msgs = list(c.stream(PROMPT, timeout=10))
+        text = "".join(m.delta for m in msgs if m.WhichOneof("event") == "delta")
+        assert text == msgs[-1].final.text
+    else:
+        text = c.ask(PROMPT, timeout=10).text
+    assert text == (f"I wrote to {VALUES['email']} about the refund to {VALUES['card']} and {VALUES['iban']}.")
+    body = received(cloud)
+    assert all(value not in body for value in VALUES.values())
+
+
 def test_off_sends_everything_as_is(daemon_factory, cloud):
     # The control: with the guard off the provider does see the values, so the tests above can fail.
     d = daemon_factory(guard_config(cloud, "off"))

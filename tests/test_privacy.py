@@ -276,3 +276,24 @@ def test_config_accepts_exactly_the_detector_kinds():
 
     (literal,) = get_args(PrivacySettings.model_fields["pii_kinds"].annotation)
     assert set(get_args(literal)) == set(KINDS)
+
+
+def test_restore_puts_this_requests_values_back():
+    from edge.privacy import StreamRestorer
+
+    r = Redactor()
+    sent = r.redact("Write to jane@example.org about card 4111 1111 1111 1111.")
+    assert sent == "Write to [EMAIL_1] about card [CARD_1]."
+    answer = "Done: [EMAIL_1] was told about [CARD_1]; [EMAIL_2] and [note] are left alone."
+    expected = "Done: jane@example.org was told about 4111 1111 1111 1111; [EMAIL_2] and [note] are left alone."
+    assert r.restore(answer) == expected
+    # Streamed, with placeholders cut anywhere: the same text, and nothing half-restored.
+    for cut in range(1, len(answer)):
+        for step in (1, 3, 7):
+            sr = StreamRestorer(r)
+            pieces = [answer[:cut]] + [answer[i:i + step] for i in range(cut, len(answer), step)]
+            out = [sr.feed(p) for p in pieces] + [sr.flush()]
+            assert "".join(out) == expected
+            assert not any("[EMA" in o and "[EMAIL_2]" not in o for o in out)
+    sr = StreamRestorer(r)
+    assert sr.feed("a [") == "a " and sr.flush() == "["  # a lone bracket at the end is not lost
