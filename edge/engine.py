@@ -35,7 +35,7 @@ from edge.privacy import describe_kinds
 from edge.resilience import BreakerState
 from edge.router import Reason, Signals, Thresholds, decide, weigh
 from edge.router.estimates import LocalEstimate
-from edge.router.load import LoadMonitor
+from edge.router.load import LoadMonitor, LoadSample
 from edge.router.classifier import last_user_message
 from edge.router.policy import Decision
 from edge.tracing import NOOP, Span, build_tracer
@@ -48,6 +48,10 @@ TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOU
 TIER_NAMES = {code: name for name, code in TIERS.items()}
 
 log = logging.getLogger("edge.engine")
+
+# What the policy sees with routing.device_load off: no load signal at all.
+CALM = LoadSample(cpu_percent=None, memory_percent=None, battery_percent=None, on_battery=False,
+                  thermal_throttled=False)
 
 
 @dataclass
@@ -260,7 +264,7 @@ class Engine:
         backend = self.backends[decision.model]
         prompt_est = gen.approx_prompt_tokens()
         first_remote = next((st for st in self.remotes.values() if st.tier == TIERS[decision.tiers[0]]), None)
-        load = self.load.sample()
+        load = self.load.sample() if self.settings.routing.device_load else CALM
         difficulty = None
         if self.classifier is not None:
             messages = [(m.role, m.content) for m in gen.messages]

@@ -208,6 +208,7 @@ fake_logprob = -3.0
 [routing]
 difficulty_threshold = 1.0
 cascade_band = 0.0
+device_load = false   # a busy CI box must not decide before the cascade does
 
 [resilience]
 breaker_failures = 1

@@ -22,6 +22,7 @@ def smart_config(srv: ProviderServer, *, token_delay_ms: float = 0, queue_size: 
 [routing]
 strategy = "smart"
 classifier = {str(classifier).lower()}
+device_load = false   # other programs on a busy test box must not decide before the step under test
 {routing}
 
 [[onprem]]
@@ -141,3 +142,15 @@ def test_cascade_keeps_a_confident_local_answer(daemon_factory, lan, default_mod
     assert final.served_by.tier == pb.TIER_LOCAL and codes(final) == ["CASCADE_ARMED"]
     assert "".join(m.delta for m in msgs if m.WhichOneof("event") == "delta") == final.text
     assert lan.requests == []
+
+
+@pytest.mark.parametrize("device_load", [True, False])
+def test_device_load_signals_can_be_turned_off(daemon_factory, lan, device_load):
+    # cpu_high_percent = 0: any CPU use at all counts as "busy" while the signal is on.
+    cfg = smart_config(lan, routing="cpu_high_percent = 0").replace(
+        "device_load = false", f"device_load = {str(device_load).lower()}")
+    r = daemon_factory(cfg).client().ask("hello", timeout=10)
+    if device_load:
+        assert r.served_by.backend == "lan" and codes(r)[0] == "LOAD_CPU"
+    else:
+        assert r.served_by.backend == "local" and "LOAD_CPU" not in codes(r)
