@@ -25,15 +25,13 @@ from edge.backends.base import Backend, Chunk, GenerationRequest
 from edge.cache import AnswerCache, CachedAnswer, CacheQuery
 from edge.config import Settings
 from edge.router.classifier import last_user_message
+from edge.router.policy import REMOTE_TIERS, TIERS
 from edge.v1 import router_pb2 as pb
 from edge.validation import ValidRequest
 
 __all__ = ["Caching", "Lookup", "CachedBackend", "pieces"]
 
 log = logging.getLogger("edge.caching")
-
-REMOTE_TIERS = ("onprem", "cloud")
-
 
 def pieces(text: str) -> list[str]:
     """A cached answer as stream deltas: one word (with its trailing space) each."""
@@ -114,11 +112,8 @@ class Caching:
     @staticmethod
     def hit_info(hit: CachedAnswer) -> pb.CacheHit:
         return pb.CacheHit(match=hit.kind, similarity=hit.similarity, age_s=max(0.0, time.time() - hit.created),
-                           original=pb.ServedBy(tier=_TIERS.get(hit.tier, pb.TIER_UNSPECIFIED), backend=hit.backend,
+                           original=pb.ServedBy(tier=TIERS.get(hit.tier, pb.TIER_UNSPECIFIED), backend=hit.backend,
                                                 model=hit.model))
-
-
-_TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
 
 
 class CachedBackend(Backend):

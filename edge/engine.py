@@ -37,15 +37,13 @@ from edge.router import Reason, Signals, Thresholds, decide, weigh
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor, LoadSample
 from edge.router.classifier import last_user_message
-from edge.router.policy import Decision
+from edge.router.policy import TIER_NAMES, TIERS, Decision
 from edge.tracing import NOOP, Span, build_tracer
 from edge.v1 import router_pb2 as pb
 from edge.validation import ValidRequest
 
 __all__ = ["Engine", "Result", "Timings", "TIERS"]
 
-TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
-TIER_NAMES = {code: name for name, code in TIERS.items()}
 
 log = logging.getLogger("edge.engine")
 
@@ -395,15 +393,22 @@ class Engine:
                                         total_ms=total_ms),
                         trace=trace, attempts=[Attempt("cache", pb.TIER_LOCAL, "ok", total_ms)], cost_usd=0.0,
                         cache=info)
-        committed = self.record(LedgerEntry(
-            request_id=result.request_id, ts=time.time(), tier="local", backend="cache", model=hit.model,
-            prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, cost_usd=0.0,
-            latency_ms=total_ms, outcome="ok", reasons=["CACHE_HIT"]))
-        with contextlib.suppress(Exception):
-            await asyncio.wrap_future(committed)
+        await self._commit(result)
         self.metrics.cache.labels(hit.kind).inc()
-        self.metrics.observe_result(result, "local")
         yield result
+
+    async def _commit(self, result: Result) -> None:
+        """Record an answer in the ledger and the metrics. Committed before the client hears
+        the answer is final: a kill -9 can then lose an answer nobody received, but never
+        spending somebody was served."""
+        committed = self.record(LedgerEntry(
+            request_id=result.request_id, ts=time.time(), tier=TIER_NAMES[result.tier], backend=result.backend,
+            model=result.model, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            cost_usd=result.cost_usd, latency_ms=result.timings.total_ms, outcome="ok",
+            reasons=[r.code for r in result.trace], degraded=result.degraded))
+        with contextlib.suppress(Exception):  # a failed write is logged by record(); the answer stands
+            await asyncio.wrap_future(committed)
+        self.metrics.observe_result(result, TIER_NAMES[result.tier])
 
     async def _plan(self, req: ValidRequest, span: Span, pii: list[str], keep_local: bool,
                     found: Lookup) -> tuple[Decision, list[Candidate], list[Attempt]]:
@@ -528,15 +533,6 @@ class Engine:
                 completion_tokens=final.completion_tokens, decode_s=decode_s, service_s=ended - started - final.queue_wait_s)
         cost = 0.0 if cache_info is not None else self.costs.of(cand, final.prompt_tokens, final.completion_tokens,
                                                                  ended - started)
-        # Committed before the client hears the answer is final: a kill -9 can then lose
-        # an answer nobody received, but never spending somebody was served.
-        committed = self.record(LedgerEntry(
-            request_id=req.generation.request_id, ts=time.time(), tier=TIER_NAMES[cand.tier], backend=cand.name,
-            model=cand.model, prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
-            cost_usd=cost, latency_ms=timings.total_ms, outcome="ok", reasons=[r.code for r in trace],
-            degraded=degraded))
-        with contextlib.suppress(Exception):  # a failed write is logged by record(); the answer stands
-            await asyncio.wrap_future(committed)
         result = Result(request_id=req.generation.request_id, text="".join(parts),
                         finish_reason=final.finish_reason or "", prompt_tokens=final.prompt_tokens,
                         completion_tokens=final.completion_tokens, tier=cand.tier, backend=cand.name,
@@ -548,7 +544,7 @@ class Engine:
                 text=result.text, finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, tier=TIER_NAMES[cand.tier], backend=cand.name,
                 model=cand.model, created=time.time()))
-        self.metrics.observe_result(result, TIER_NAMES[cand.tier])
+        await self._commit(result)
         if pii:
             self.metrics.pii.labels(self.settings.privacy.pii).inc()
         yield result

@@ -12,9 +12,12 @@ from edge.errors import Unavailable, UnknownModel
 from edge.router.signals import Signals, Thresholds
 from edge.v1 import router_pb2 as pb
 
-__all__ = ["Decision", "Reason", "decide", "weigh", "REMOTE_TIERS"]
+__all__ = ["Decision", "Reason", "decide", "weigh", "REMOTE_TIERS", "TIERS", "TIER_NAMES"]
 
 REMOTE_TIERS = ("onprem", "cloud")
+# The tiers' names in decisions, the ledger and traces, and their wire values.
+TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
+TIER_NAMES = {code: name for name, code in TIERS.items()}
 
 
 @dataclass(frozen=True)
