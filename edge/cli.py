@@ -472,3 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `edge status | head`: the reader left; quietly, like other command-line tools.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stops the interpreter's flush at exit from failing again
+        return 141
