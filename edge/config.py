@@ -6,6 +6,7 @@ description; `edge config check` and the environment overrides read this schema.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -68,13 +69,23 @@ class ModelEntry(_Section):
     fake_reply: str = Field("", description="fake backend: the reply to send; empty = echo the last user message")
     fake_token_delay_ms: float = Field(0.0, ge=0, le=60_000, description="fake backend: delay before each token")
     fake_load_delay_ms: float = Field(0.0, ge=0, le=600_000, description="fake backend: time 'loading' takes")
-    fake_logprob: float | None = Field(None, le=0, description="fake backend: the log-probability it reports for every token when a cascade asks how confident it is; unset = it reports none")
+    fake_logprob: float | list[float] | None = Field(None, description="fake backend: the log-probability it reports for every token when a cascade asks how confident it is, or a list of them, one per token in order (the last repeats); unset = it reports none")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not v or len(v) > 128 or any(c.isspace() or c in "/\\" for c in v):
             raise ValueError("must be 1-128 characters with no spaces or slashes")
+        return v
+
+    @field_validator("fake_logprob")
+    @classmethod
+    def _fake_logprob(cls, v: float | list[float] | None) -> float | list[float] | None:
+        values = [] if v is None else [v] if isinstance(v, (int, float)) else v
+        if isinstance(v, list) and not 1 <= len(v) <= 4096:
+            raise ValueError("give 1 to 4096 values")
+        if any(not math.isfinite(x) or x > 0 for x in values):
+            raise ValueError("log-probabilities are finite and at most 0")
         return v
 
 
@@ -130,6 +141,7 @@ class RoutingSettings(_Section):
     cascade_min_mean_logprob: float = Field(-1.0, le=0, description="Escalate when the mean log-probability of the local answer's tokens is below this")
     cascade_min_token_logprob: float = Field(-8.0, le=0, description="Escalate when any token's log-probability is below this")
     cascade_holdback_tokens: int = Field(16, ge=1, le=1024, description="Tokens held back from a streaming client until the confidence check has run")
+    cascade_first_sentence: bool = Field(True, description="Run the confidence check at the end of the answer's first sentence when that comes before cascade_holdback_tokens (the answer is usually stated first; the elaboration after it scores low whatever its correctness)")
     profile_on_start: bool = Field(True, description="With no stored profile for this hardware and model, measure one in the background at start")
     profile_budget_s: float = Field(15.0, gt=0, le=600, description="Bound on that start-up measurement, in seconds")
     max_queue_depth: int = Field(2, ge=1, le=10_000, description="Requests waiting for the local model at which new ones go remote")

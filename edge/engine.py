@@ -23,7 +23,7 @@ from edge.builders import build_local, build_remote
 from edge.cache import CachedAnswer
 from edge.caching import CachedBackend, Caching, Lookup, pieces
 from edge.catalog import default_models_dir, load_manifest
-from edge.confidence import Confidence, is_confident
+from edge.confidence import Confidence, GatePoint, is_confident
 from edge.config import ModelEntry, Settings
 from edge.costing import Costs
 from edge.errors import ModelNotFound
@@ -224,8 +224,10 @@ class Engine:
         await asyncio.to_thread(self.tracer.shutdown)
 
     def _confidence_gate(self, chain: list[Candidate], *, cached_fallback: bool, kept: list[str]):  # type: ignore[no-untyped-def]
-        """The cascade's check: after `cascade_holdback_tokens` tokens (or the whole
-        answer, if shorter), is the local model confident enough to keep its answer?
+        """The cascade's check: at the end of the answer's first sentence, after
+        `cascade_holdback_tokens` tokens, or at the end of the answer, whichever comes
+        first (edge.confidence.GatePoint), is the local model confident enough to keep
+        its answer?
 
         Escalating needs somewhere to go: when no remote candidate in `chain` can be
         reached (breakers open, out of rotation) and no close cached answer waits at the
@@ -236,11 +238,13 @@ class Engine:
             return any(c.remote is not None and not c.remote.out_of_rotation
                        and c.remote.breaker.state != BreakerState.OPEN for c in chain)
 
+        point = GatePoint(r.cascade_holdback_tokens, first_sentence=r.cascade_first_sentence)
+
         def gate(chunk: Chunk) -> tuple[bool, str] | None:
-            if chunk.logprob_mean is None or chunk.logprob_min is None:
-                return (True, "") if chunk.finish_reason else None  # nothing to judge: keep it
-            if chunk.completion_tokens < r.cascade_holdback_tokens and chunk.finish_reason is None:
+            if not point.reached(chunk.text, chunk.completion_tokens, finished=chunk.finish_reason is not None):
                 return None
+            if chunk.logprob_mean is None or chunk.logprob_min is None:
+                return True, ""  # nothing to judge (an empty answer): keep it
             conf = Confidence(chunk.logprob_mean, chunk.logprob_min, chunk.completion_tokens)
             if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
                 return True, ""

@@ -12,7 +12,7 @@ import pytest
 from edge.backends.base import Chunk, GenerationRequest, Message, SamplingParams
 from edge.backends.llama import LlamaBackend
 from edge.catalog import default_models_dir, load_manifest
-from edge.confidence import Confidence, is_confident
+from edge.confidence import MIN_SENTENCE_TOKENS, Confidence, GatePoint, is_confident
 
 # Prompts for the confident-vs-unsure comparison, measured with greedy decoding on
 # SmolLM2-135M-Instruct Q4_1 (mean natural-log probability per token, 24 tokens):
@@ -136,3 +136,72 @@ def test_is_confident() -> None:
     assert not is_confident(conf, min_mean=-0.1, min_token=-2.0)  # mean too low
     assert not is_confident(conf, min_mean=-0.5, min_token=-1.0)  # one token too unlikely
     assert not is_confident(Confidence(mean=0.0, minimum=0.0, tokens=0), min_mean=-1.0, min_token=-5.0)
+
+
+def decided_at(pieces: list[str], *, holdback: int = 16, first_sentence: bool = True,
+               finished_after: int | None = None) -> int | None:
+    """The token (1-based) at which the gate reads the confidence, or None if it never does."""
+    point = GatePoint(holdback, first_sentence=first_sentence)
+    for n, piece in enumerate(pieces, start=1):
+        if point.reached(piece, n, finished=n == finished_after):
+            return n
+    return None
+
+
+ANSWER_THEN_CHATTER = ["The", " capital", " of", " Peru", " is", " Lima", ".", " It", " is", " a", " city", " of",
+                       " many", " old", " streets", " by", " the", " sea", "."]
+
+
+def test_the_gate_reads_the_first_sentence_when_it_ends_before_the_holdback() -> None:
+    assert decided_at(ANSWER_THEN_CHATTER) == 7  # the "." closing "Lima."
+    assert decided_at(ANSWER_THEN_CHATTER, first_sentence=False) == 16  # the fixed window
+    assert decided_at(ANSWER_THEN_CHATTER, holdback=5) == 5  # the hold-back caps it either way
+    assert decided_at(["Yes", "!"] + [" x"] * 20, holdback=64) is None  # nothing ends from token 4 on
+    assert decided_at([" a"] * 3, finished_after=3) == 3  # the answer's end decides a short answer
+
+
+@pytest.mark.parametrize("pieces, at", [
+    (["Answer", ":", " 42", "\n", "More"], 4),  # a line break after text ends it
+    (["What", " a", " day", "!", " Then"], 4),
+    (["Is", " it", " so", "?"], 4),  # "?" at the end of the text so far
+    (["Sure", "!", " The", " answer", " is", " Lima", ".", " Then"], 7),  # "Sure!" is too short to judge
+    (["Pi", " is", " 3", ".", "14", " or", " so", ".", " Then"], 8),  # a decimal point is not an end
+    (["Steps", ":", " 1", ".", " Add", " them", ".", " Then"], 7),  # nor is a list number
+    (["\n", "\n", "\n", "\n", "Hi", " there", ".", " Then"], 7),  # leading blank lines are not a sentence
+])
+def test_what_ends_a_first_sentence(pieces: list[str], at: int) -> None:
+    assert MIN_SENTENCE_TOKENS == 4
+    assert decided_at(pieces) == at, "".join(pieces)
+    assert decided_at(pieces, first_sentence=False) is None  # the fixed window is longer than these
+
+
+def test_a_slow_reader_of_a_confidence_request_still_sees_every_token_with_its_running_values() -> None:
+    # A reader slower than the generator gets merged text on a plain request (fewer
+    # writes), but a cascade gate must read the running confidence at an exact token.
+    from edge.backends.fake import FakeBackend
+
+    reply = " ".join(f"t{i}" for i in range(200))
+    scripted = [-0.5, -1.0, -2.0]  # then -2.0 for every later token
+
+    async def read(confidence: bool) -> list[Chunk]:
+        b = FakeBackend(reply=reply, logprob=scripted)
+        await b.start()
+        try:
+            out = []
+            request = GenerationRequest(messages=(Message("user", "x"),), confidence=confidence,
+                                        params=SamplingParams(max_tokens=200))
+            async for chunk in b.generate(request):
+                out.append(chunk)
+                await asyncio.sleep(0.002)  # the generator runs ahead meanwhile
+            return out
+        finally:
+            await b.close()
+
+    plain = asyncio.run(read(False))
+    assert "".join(c.text for c in plain) == " ".join(f"t{i}" for i in range(200))
+    assert len(plain) < 201  # merged
+    sure = asyncio.run(read(True))
+    assert [c.completion_tokens for c in sure[:-1]] == list(range(1, 201)) and sure[-1].finish_reason == "stop"
+    for c in sure[:-1]:
+        lps = [scripted[min(i, 2)] for i in range(c.completion_tokens)]
+        assert c.logprob_mean == pytest.approx(sum(lps) / len(lps)) and c.logprob_min == min(lps)

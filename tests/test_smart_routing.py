@@ -144,6 +144,46 @@ def test_cascade_keeps_a_confident_local_answer(daemon_factory, lan, default_mod
     assert lan.requests == []
 
 
+@pytest.mark.parametrize("first_sentence", [True, False])
+def test_cascade_judges_the_first_sentence_not_the_chatter_after_it(daemon_factory, lan, first_sentence):
+    # The scripted local answer is sure of its first sentence (6 tokens at -0.1) and unsure
+    # of the elaboration after it (-3): the gate that stops at the first sentence keeps the
+    # answer and streams it at once; the fixed 16-token window averages in the chatter
+    # (mean -1.91 < -1.0) and escalates.
+    reply = "The capital of Peru is Lima. It is a city of many old streets by the sea and more to see."
+    cfg = fake_config(reply=reply, extra=f"""
+fake_logprob = [-0.1, -0.1, -0.1, -0.1, -0.1, -0.1, -3.0]
+
+[routing]
+strategy = "smart"
+classifier = true     # the cascade arms on a difficulty score: every score is in the band [0, 1)
+device_load = false
+difficulty_threshold = 1.0
+cascade_band = 0.0
+cascade_min_mean_logprob = -1.0
+cascade_min_token_logprob = -100
+cascade_holdback_tokens = 16
+cascade_first_sentence = {str(first_sentence).lower()}
+
+[[onprem]]
+name = "lan"
+base_url = "{lan.base_url}"
+model = "m"
+""")
+    d = daemon_factory(cfg)
+    msgs = list(d.client().stream("What is the capital of Peru?", timeout=30))
+    final = msgs[-1].final
+    deltas = [m.delta for m in msgs if m.WhichOneof("event") == "delta"]
+    if first_sentence:
+        assert final.served_by.backend == "local" and final.text == reply and lan.requests == []
+        assert codes(final) == ["CASCADE_ARMED"]
+        assert deltas[0] == "The capital of Peru is Lima."  # held back only until the sentence ended
+    else:
+        assert final.served_by.backend == "lan" and "".join(deltas) == "remote answer", (codes(final), final.attempts)
+        assert [(a.backend, a.outcome) for a in final.attempts] == [("local", "low_confidence"), ("lan", "ok")]
+        assert "not confident after 16 tokens: mean log-prob -1.91" in final.attempts[0].detail
+
+
 @pytest.mark.parametrize("device_load", [True, False])
 def test_device_load_signals_can_be_turned_off(daemon_factory, lan, device_load):
     # cpu_high_percent = 0: any CPU use at all counts as "busy" while the signal is on.

@@ -7,7 +7,7 @@ backend, so server behaviour tested with it is the behaviour users get.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from edge.backends.base import Chunk, GenerationRequest, ModelDescription
 from edge.backends.threaded import ShouldStop, ThreadedBackend
@@ -35,9 +35,15 @@ class FakeBackend(ThreadedBackend):
 
     def __init__(self, name: str = "fake", *, reply: str = "", token_delay_s: float = 0.0,
                  load_delay_s: float = 0.0, n_ctx: int = 2048, queue_size: int = 8,
-                 logprob: float | None = None) -> None:
+                 logprob: float | Sequence[float] | None = None) -> None:
         super().__init__(name, queue_size=queue_size)
-        self.logprob = logprob  # reported per token to requests that ask for confidence
+        # Reported to requests that ask for confidence: one value for every token, or one
+        # per token in order (the last repeats), so a test can script a confident first
+        # sentence followed by unsure text.
+        self.logprobs: tuple[float, ...] | None = (
+            None if logprob is None else (float(logprob),) if isinstance(logprob, (int, float)) else tuple(logprob))
+        if self.logprobs is not None and not self.logprobs:
+            raise ValueError("logprob: give at least one value")
         self.reply = reply
         self.token_delay_s = token_delay_s
         self.n_ctx = n_ctx
@@ -67,17 +73,25 @@ class FakeBackend(ThreadedBackend):
                 text = text[: text.index(stop)]
         tokens = _words(text)
         budget = min(request.params.max_tokens, self.n_ctx - prepared)
+        scored: list[float] = []
         for n, token in enumerate(tokens[:budget], start=1):
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             if should_stop():
                 return
-            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n, **self._confidence(request))
+            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n, **self._confidence(request, scored))
         emitted = min(len(tokens), budget)
         finish = "length" if len(tokens) > budget else "stop"
-        yield Chunk(finish_reason=finish, prompt_tokens=prepared, completion_tokens=emitted, **self._confidence(request))
+        yield Chunk(finish_reason=finish, prompt_tokens=prepared, completion_tokens=emitted,
+                    **self._confidence(request, scored, final=True))
 
-    def _confidence(self, request: GenerationRequest) -> dict[str, float]:
-        if not request.confidence or self.logprob is None:
+    def _confidence(self, request: GenerationRequest, scored: list[float], *, final: bool = False) -> dict[str, float]:
+        """Running mean and minimum over the tokens so far, as LlamaBackend reports them;
+        `final` (the finishing chunk) adds no token."""
+        if not request.confidence or self.logprobs is None:
             return {}
-        return {"logprob_mean": self.logprob, "logprob_min": self.logprob}
+        if not final:
+            scored.append(self.logprobs[min(len(scored), len(self.logprobs) - 1)])
+        if not scored:
+            return {}
+        return {"logprob_mean": sum(scored) / len(scored), "logprob_min": min(scored)}

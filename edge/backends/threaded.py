@@ -159,6 +159,7 @@ class ThreadedBackend(Backend):
         future.add_done_callback(lambda _f: self.queue.release())
 
         finished = False
+        merge = not request.confidence
         try:
             while True:
                 while not out:
@@ -167,12 +168,14 @@ class ThreadedBackend(Backend):
                 item = out.popleft()
                 # Text that piled up while the client's last write was in flight goes
                 # out as one message: fewer writes when the reader is slow, no added
-                # latency when it keeps up.
-                while (isinstance(item, Chunk) and item.finish_reason is None and out
+                # latency when it keeps up. Not for a confidence request: the cascade's
+                # gate reads the running confidence at an exact token (the end of the
+                # first sentence), so it must see every token's chunk.
+                while (merge and isinstance(item, Chunk) and item.finish_reason is None and out
                        and isinstance(out[0], Chunk) and out[0].finish_reason is None):
                     nxt = out.popleft()
-                    item = Chunk(text=item.text + nxt.text, prompt_tokens=nxt.prompt_tokens,
-                                 completion_tokens=nxt.completion_tokens)
+                    # Running values: the later chunk's are those of the merged text.
+                    item = replace(nxt, text=item.text + nxt.text)
                 if item is _END:
                     break
                 if isinstance(item, _Failure):
