@@ -65,13 +65,18 @@ class GatePoint:
         self.first_sentence = first_sentence
         self._text = ""
         self._from = 0  # where text from the MIN_SENTENCE_TOKENS-th token on starts
+        self.judged = ""  # once reached: what the gate reads ("the first sentence", ...), for traces
 
     def reached(self, text: str, tokens: int, *, finished: bool) -> bool:
         if tokens < MIN_SENTENCE_TOKENS:
             self._from = len(self._text) + len(text)
         self._text += text
-        if finished or tokens >= self.holdback:
-            return True
         # Only a terminator in the 4th token or later ends the window ("Sure! ..." reads on);
         # the look-behind still sees the text before it.
-        return self.first_sentence and _SENTENCE_END.search(self._text, self._from) is not None
+        if self.first_sentence and _SENTENCE_END.search(self._text, self._from) is not None:
+            self.judged = "the first sentence"
+        elif finished:
+            self.judged = "the whole answer"
+        elif tokens >= self.holdback:
+            self.judged = f"the first {self.holdback} tokens"
+        return bool(self.judged)

@@ -223,7 +223,8 @@ class Engine:
             await asyncio.to_thread(self.caching.close)
         await asyncio.to_thread(self.tracer.shutdown)
 
-    def _confidence_gate(self, chain: list[Candidate], *, cached_fallback: bool, kept: list[str]):  # type: ignore[no-untyped-def]
+    def _confidence_gate(self, chain: list[Candidate], *, cached_fallback: bool, kept: list[str],
+                         confident: list[str]):  # type: ignore[no-untyped-def]
         """The cascade's check: at the end of the answer's first sentence, after
         `cascade_holdback_tokens` tokens, or at the end of the answer, whichever comes
         first (edge.confidence.GatePoint), is the local model confident enough to keep
@@ -231,7 +232,8 @@ class Engine:
 
         Escalating needs somewhere to go: when no remote candidate in `chain` can be
         reached (breakers open, out of rotation) and no close cached answer waits at the
-        end of it, an unconfident local answer stands (its reason is put in `kept`)."""
+        end of it, an unconfident local answer stands (its reason is put in `kept`). A
+        confident verdict's figures go in `confident`, for the answer's trace."""
         r = self.settings.routing
 
         def reachable() -> bool:
@@ -246,11 +248,13 @@ class Engine:
             if chunk.logprob_mean is None or chunk.logprob_min is None:
                 return True, ""  # nothing to judge (an empty answer): keep it
             conf = Confidence(chunk.logprob_mean, chunk.logprob_min, chunk.completion_tokens)
+            judged = point.judged if point.judged.endswith(" tokens") else f"{point.judged} ({conf.tokens} tokens)"
+            figures = (f"mean log-prob {conf.mean:.2f} (min {r.cascade_min_mean_logprob}), lowest token "
+                       f"{conf.minimum:.2f} (min {r.cascade_min_token_logprob}) over {judged}")
             if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
+                confident.append(f"the local model was confident: {figures}")
                 return True, ""
-            why = (f"not confident after {conf.tokens} tokens: mean log-prob {conf.mean:.2f} "
-                   f"(min {r.cascade_min_mean_logprob}), lowest token {conf.minimum:.2f} "
-                   f"(min {r.cascade_min_token_logprob})")
+            why = f"not confident: {figures}"
             if reachable() or cached_fallback:
                 return False, why
             kept.append(why)
@@ -455,11 +459,12 @@ class Engine:
         notices: list[Reason] = []
         first_at: float | None = None
         served: Served | None = None
-        gate, kept = None, []
+        gate, kept, confident = None, [], []
         if decision.cascade:
             if found.fallback is not None:  # after every remote tier: used only when none answers
                 chain.append(Candidate("cache", pb.TIER_LOCAL, CachedBackend(found.fallback), found.fallback.model))
-            gate = self._confidence_gate(chain, cached_fallback=found.fallback is not None, kept=kept)
+            gate = self._confidence_gate(chain, cached_fallback=found.fallback is not None, kept=kept,
+                                         confident=confident)
             # The local model is the last resort, never switched off: if the escalation
             # fails too, it answers after all (ungated: only the first candidate is judged).
             assert chain[0].remote is None  # a cascade answers locally first
@@ -510,6 +515,8 @@ class Engine:
         elif len(served.attempts) > 1:
             trace.append(Reason("FAILOVER", f"served by {cand.name} after {len(served.attempts) - 1} failed or skipped attempt(s)"))
         trace.extend(notices)
+        if confident and cand.name == "local":
+            trace.append(Reason("CASCADE_CONFIDENT", confident[0]))
         if kept:
             degraded = True  # an answer the cascade would have escalated, kept for want of anywhere to go
             trace.append(Reason("CASCADE_KEPT_LOCAL", f"{kept[0]}; but no remote tier is reachable and no cached "

@@ -205,3 +205,17 @@ def test_a_slow_reader_of_a_confidence_request_still_sees_every_token_with_its_r
     for c in sure[:-1]:
         lps = [scripted[min(i, 2)] for i in range(c.completion_tokens)]
         assert c.logprob_mean == pytest.approx(sum(lps) / len(lps)) and c.logprob_min == min(lps)
+
+
+def test_the_gate_point_says_what_it_judged() -> None:
+    def judged(pieces: list[str], finished_after: int | None = None, **kw: object) -> str:
+        point = GatePoint(16, **kw)  # type: ignore[arg-type]
+        for n, piece in enumerate(pieces, start=1):
+            if point.reached(piece, n, finished=n == finished_after):
+                return point.judged
+        return point.judged
+
+    assert judged(ANSWER_THEN_CHATTER) == "the first sentence"
+    assert judged(ANSWER_THEN_CHATTER, first_sentence=False) == "the first 16 tokens"
+    assert judged([" a"] * 3, finished_after=3) == "the whole answer"
+    assert judged(["Yes", "!"]) == ""  # not reached yet

@@ -139,7 +139,8 @@ def test_cascade_keeps_a_confident_local_answer(daemon_factory, lan, default_mod
     d = daemon_factory(cascade_config(lan, min_mean=-50))
     msgs = list(d.client().stream("Count from 1 to 10.", max_tokens=32, timeout=300))
     final = msgs[-1].final
-    assert final.served_by.tier == pb.TIER_LOCAL and codes(final) == ["CASCADE_ARMED"]
+    assert final.served_by.tier == pb.TIER_LOCAL and codes(final) == ["CASCADE_ARMED", "CASCADE_CONFIDENT"]
+    assert "the local model was confident: mean log-prob" in final.trace[1].detail
     assert "".join(m.delta for m in msgs if m.WhichOneof("event") == "delta") == final.text
     assert lan.requests == []
 
@@ -176,12 +177,16 @@ model = "m"
     deltas = [m.delta for m in msgs if m.WhichOneof("event") == "delta"]
     if first_sentence:
         assert final.served_by.backend == "local" and final.text == reply and lan.requests == []
-        assert codes(final) == ["CASCADE_ARMED"]
+        assert codes(final) == ["CASCADE_ARMED", "CASCADE_CONFIDENT"]
+        assert final.trace[1].detail == ("the local model was confident: mean log-prob -0.10 (min -1.0), lowest token "
+                                         "-0.10 (min -100.0) over the first sentence (6 tokens)")
         assert deltas[0] == "The capital of Peru is Lima."  # held back only until the sentence ended
     else:
         assert final.served_by.backend == "lan" and "".join(deltas) == "remote answer", (codes(final), final.attempts)
         assert [(a.backend, a.outcome) for a in final.attempts] == [("local", "low_confidence"), ("lan", "ok")]
-        assert "not confident after 16 tokens: mean log-prob -1.91" in final.attempts[0].detail
+        assert final.attempts[0].detail == ("not confident: mean log-prob -1.91 (min -1.0), lowest token -3.00 "
+                                            "(min -100.0) over the first 16 tokens")
+        assert "CASCADE_CONFIDENT" not in codes(final)
 
 
 @pytest.mark.parametrize("device_load", [True, False])
