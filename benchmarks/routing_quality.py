@@ -194,6 +194,15 @@ async def local_answer(backend: LlamaBackend, prompt: str, max_tokens: int) -> d
             "logprob_min": final.logprob_min, "at_gate": at_gate}
 
 
+def past_the_gate(at_gate: tuple[float, float, int] | None, routing: RoutingSettings) -> float:
+    """The gate's measure as a distance past it: max(mean / min_mean, lowest / min_token),
+    above 1 = escalate; an answer with no scored tokens comes first."""
+    if at_gate is None:
+        return UNSURE
+    mean, minimum, _ = at_gate
+    return max(mean / routing.cascade_min_mean_logprob, minimum / routing.cascade_min_token_logprob)
+
+
 async def remote_answer(backend: OpenAIBackend, prompt: str, max_tokens: int) -> dict[str, Any]:
     request = GenerationRequest(messages=(Message("user", prompt),), stream=True,
                                 params=SamplingParams(max_tokens=max_tokens, temperature=0.0))
@@ -398,14 +407,8 @@ def main() -> int:
     # flipped), for comparison only: reported, drawn, but not a candidate for the targets.
     other_cascade, other_combined = f"cascade [{other_point}]", f"classifier+cascade [{other_point}]"
 
-    def past_the_gate(at_gate: tuple[float, float, int] | None) -> float:
-        if at_gate is None:
-            return UNSURE  # no tokens to be confident about: escalate first
-        mean, minimum, _ = at_gate
-        return max(mean / gate_mean, minimum / gate_min)
-
     def gate_scores(point: str) -> np.ndarray:
-        return np.asarray([past_the_gate(r["local"]["at_gate"][point]) for r in rows])
+        return np.asarray([past_the_gate(r["local"]["at_gate"][point], routing_defaults) for r in rows])
 
     clf_score = np.asarray([r["classifier"] for r in rows])
     scores: dict[str, np.ndarray] = {

@@ -73,25 +73,20 @@ class FakeBackend(ThreadedBackend):
                 text = text[: text.index(stop)]
         tokens = _words(text)
         budget = min(request.params.max_tokens, self.n_ctx - prepared)
-        scored: list[float] = []
         for n, token in enumerate(tokens[:budget], start=1):
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             if should_stop():
                 return
-            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n, **self._confidence(request, scored))
+            yield Chunk(text=token, prompt_tokens=prepared, completion_tokens=n, **self._confidence(request, n))
         emitted = min(len(tokens), budget)
         finish = "length" if len(tokens) > budget else "stop"
         yield Chunk(finish_reason=finish, prompt_tokens=prepared, completion_tokens=emitted,
-                    **self._confidence(request, scored, final=True))
+                    **self._confidence(request, emitted))
 
-    def _confidence(self, request: GenerationRequest, scored: list[float], *, final: bool = False) -> dict[str, float]:
-        """Running mean and minimum over the tokens so far, as LlamaBackend reports them;
-        `final` (the finishing chunk) adds no token."""
-        if not request.confidence or self.logprobs is None:
+    def _confidence(self, request: GenerationRequest, n: int) -> dict[str, float]:
+        """Running mean and minimum over the first `n` tokens, as LlamaBackend reports them."""
+        if not request.confidence or self.logprobs is None or n == 0:
             return {}
-        if not final:
-            scored.append(self.logprobs[min(len(scored), len(self.logprobs) - 1)])
-        if not scored:
-            return {}
-        return {"logprob_mean": sum(scored) / len(scored), "logprob_min": min(scored)}
+        script = self.logprobs[:n]  # the last value repeats for the tokens past the script
+        return {"logprob_mean": (sum(script) + (n - len(script)) * script[-1]) / n, "logprob_min": min(script)}

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from routing_metrics import apgr, cpt, sweep  # noqa: E402
-from routing_quality import HOLDBACK_TOKENS, UNSURE, local_answer  # noqa: E402
+from routing_quality import HOLDBACK_TOKENS, local_answer, past_the_gate  # noqa: E402
 from tasks import DEFAULT_SEED, build_tasks  # noqa: E402
 
 from edge.backends.llama import LlamaBackend  # noqa: E402
@@ -66,18 +66,14 @@ def main() -> int:
     args = ap.parse_args()
     tasks = [t for t in build_tasks(DEFAULT_SEED) if t.family in TRAIN_FAMILIES]
     got = asyncio.run(answers(tasks, args.threads))
-    r = RoutingSettings()
-
-    def score(at: tuple[float, float, int] | None) -> float:
-        return UNSURE if at is None else max(at[0] / r.cascade_min_mean_logprob, at[1] / r.cascade_min_token_logprob)
-
+    routing = RoutingSettings()
     right = np.asarray([float(t.check(a["text"])) for t, a in zip(tasks, got)])
     report: dict[str, dict] = {}
     for group in (*TRAIN_FAMILIES, "all"):
         idx = np.asarray([group in ("all", t.family) for t in tasks])
         row: dict[str, object] = {"tasks": int(idx.sum()), "local_accuracy": round(float(right[idx].mean()), 3)}
         for point in ("first_sentence", "fixed_window"):
-            s = np.asarray([score(a["at_gate"][point]) for a, keep in zip(got, idx) if keep])
+            s = np.asarray([past_the_gate(a["at_gate"][point], routing) for a, keep in zip(got, idx) if keep])
             cur = sweep(s, right[idx], np.ones(int(idx.sum())), np.ones(int(idx.sum())))
             c95 = cpt(cur.share, cur.pgr, 0.95)
             row[point] = {"apgr": round(apgr(cur.share, cur.pgr), 4), "cpt95": None if c95 is None else round(c95, 4),
