@@ -1,6 +1,6 @@
 """How long does the answer cache take to answer, full (10k entries)?
 
-Fills an AnswerCache (edge/cache.py, SQLite in a temp dir) with `--entries` answers in
+Fills an AnswerCache (edge/answer_cache.py, SQLite in a temp dir) with `--entries` answers in
 ONE partition (one tenant, scope and context: the worst case, every entry is a
 candidate). Stored prompts get random unit vectors (filling 10k real embeddings would
 take minutes and changes nothing about the lookup's cost); the queries are real
@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import pct  # noqa: E402
 
-from edge.cache import AnswerCache, CachedAnswer, CacheQuery  # noqa: E402
+from edge.answer_cache import AnswerCache, CachedAnswer, CacheQuery  # noqa: E402
 
 PROMPTS = ["What is the boiling point of water at sea level?", "Translate 'good morning' into French.",
            "Write a haiku about autumn rain.", "How many legs does a spider have?",

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from edge.catalog import default_models_dir, ensure_router_models  # noqa: E402
 from edge.router import decide  # noqa: E402
 from edge.router.classifier import DifficultyClassifier, last_user_message  # noqa: E402
-from edge.v1 import router_pb2 as pb  # noqa: E402
+from edge.types import Preference, Tier  # noqa: E402
 
 PROMPT = ("Sam buys four boxes with twelve apples in each box and then gives five of them to a friend. "
           "How many apples does Sam have left now?")
@@ -63,8 +63,8 @@ def main() -> int:
 
         def decision() -> None:
             clf.score(messages)
-            decide(requested_model="", preference=pb.ROUTE_PREFERENCE_UNSPECIFIED, local_models=["m"],
-                   default_model="m", remote_tiers=("cloud",))
+            decide(requested_model="", preference=Preference.AUTO, local_models=["m"],
+                   default_model="m", remote_tiers=(Tier.CLOUD,))
 
         # Private handles: the breakdown needs the sessions the classifier holds.
         tok, sess, head = enc._tokenizer, enc._session, clf._head  # noqa: SLF001

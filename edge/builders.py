@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.backends.base import Timeouts
 from edge.backends.fake import FakeBackend
@@ -13,8 +14,12 @@ from edge.backends.threaded import ThreadedBackend
 from edge.catalog import load_manifest, verify_file
 from edge.config import ModelEntry, RemoteEntry, Settings
 from edge.errors import ConfigError, ModelNotFound
-from edge.failover import RemoteState
-from edge.resilience import CircuitBreaker
+from edge.pipeline.candidates import RemoteState
+from edge.resilience import CircuitBreaker, Clock
+from edge.types import Tier
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["build_local", "build_remote"]
 
@@ -51,7 +56,10 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
                         n_gpu_layers=local.n_gpu_layers, chat_format=entry.chat_format, queue_size=local.queue_size)
 
 
-def build_remote(entry: RemoteEntry, tier: int, settings: Settings) -> RemoteState:
+def build_remote(entry: RemoteEntry, tier: Tier, settings: Settings, *,
+                 transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None) -> RemoteState:
+    """The backend for one [[onprem]] or [[cloud]] entry with its breaker. `transport`
+    and `clock` replace the network and the breaker's clock (tests, benchmarks)."""
     from edge.backends.anthropic import AnthropicBackend
     from edge.backends.gemini import GeminiBackend
     from edge.backends.openai import OpenAIBackend
@@ -60,8 +68,10 @@ def build_remote(entry: RemoteEntry, tier: int, settings: Settings) -> RemoteSta
     api_key = os.environ.get(entry.api_key_env) if entry.api_key_env else None
     timeouts = Timeouts(connect_s=entry.connect_timeout_s, first_byte_s=entry.first_byte_timeout_s,
                         idle_s=entry.idle_timeout_s, total_s=entry.total_timeout_s)
-    backend = cls(entry.name, base_url=entry.base_url or None, model=entry.model, api_key=api_key, timeouts=timeouts)
-    state = RemoteState(backend, tier, CircuitBreaker(settings.resilience), stream_upstream=entry.stream_upstream)
+    backend = cls(entry.name, base_url=entry.base_url or None, model=entry.model, api_key=api_key, timeouts=timeouts,
+                  transport=transport)
+    breaker = CircuitBreaker(settings.resilience, clock) if clock is not None else CircuitBreaker(settings.resilience)
+    state = RemoteState(backend, tier, breaker, stream_upstream=entry.stream_upstream)
     if entry.api_key_env and not api_key:
         # The daemon still serves (locally, or from other backends); status says why this one is idle.
         state.out_of_rotation = f"environment variable {entry.api_key_env} is not set"

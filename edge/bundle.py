@@ -331,7 +331,7 @@ def create_bundle(dest: Path, *, models_dir: Path, include_models: Sequence[str]
     existed = dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        return _fill(dest, names, llama, models_dir, edge_wheel, python, log)
+        return _write_bundle(dest, names, llama, models_dir, edge_wheel, python, log)
     except BaseException:
         # Leave no half-made bundle behind (a rerun would find the folder not empty).
         for child in dest.iterdir():
@@ -344,7 +344,7 @@ def create_bundle(dest: Path, *, models_dir: Path, include_models: Sequence[str]
         raise
 
 
-def _fill(dest: Path, names: Sequence[str], llama: Path, models_dir: Path, edge_wheel: Path | None, python: str,
+def _write_bundle(dest: Path, names: Sequence[str], llama: Path, models_dir: Path, edge_wheel: Path | None, python: str,
           log: Log) -> BundleResult:
     wheels = dest / "wheels"
     wheels.mkdir()

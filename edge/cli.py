@@ -178,9 +178,11 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"rate limit {f'{status.rate_limit_per_s:g}/s per client' if status.rate_limit_per_s else 'off'}, "
           f"PII guard {status.pii_guard}")
     if status.backends:
+        from edge.client import tier_name
+
         print(f"{'BACKEND':20} {'TIER':7} {'KIND':10} {'BREAKER':10} {'FAILS':>5} {'OUT':>4} {'REQS':>6} {'ERRORS':>6}  NOTE")
         for b in status.backends:
-            tier = {1: "local", 2: "onprem", 3: "cloud"}.get(b.tier, "?")
+            tier = tier_name(b.tier)
             note = b.out_of_rotation or (f"next probe in {b.retry_in_s:.1f}s" if b.breaker == "open" else "")
             print(f"{b.name:20} {tier:7} {b.kind:10} {b.breaker:10} {b.consecutive_failures:>5} {b.outstanding:>4} "
                   f"{b.requests_total:>6} {b.failures_total:>6}  {note}")

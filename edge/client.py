@@ -65,6 +65,11 @@ def build_request(prompt: Messages, *, system: str | None = None, max_tokens: in
         routing=pb.RoutingHints(preference=pref, max_latency_ms=max_latency_ms, max_cost_usd=max_cost_usd))
 
 
+def tier_name(tier: int) -> str:
+    """The wire's Tier value as the name traces, the ledger and the HTTP door use ("local", ...)."""
+    return pb.Tier.Name(tier).removeprefix("TIER_").lower() if tier in pb.Tier.values() else "?"
+
+
 def _credentials(ca_file: str | None, cert_file: str | None, key_file: str | None) -> grpc.ChannelCredentials | None:
     if not (ca_file or cert_file or key_file):
         return None

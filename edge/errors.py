@@ -1,11 +1,14 @@
 """One exception tree for the whole daemon.
 
 Errors from dependencies (llama.cpp, httpx, file systems) are converted into
-these where they enter; `edge.server` maps them to gRPC status codes in one
-place. Nothing matches on exception message text.
+these where they enter. `wire_error` below is the one table that says what each
+error is on every door: its gRPC status code, HTTP status and OpenAI error type.
+Nothing matches on exception message text.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 __all__ = [
     "EdgeError",
@@ -15,6 +18,7 @@ __all__ = [
     "ModelCorrupt",
     "RequestError",
     "InvalidArgument",
+    "PayloadTooLarge",
     "UnknownModel",
     "Overloaded",
     "DeadlineExceeded",
@@ -23,6 +27,8 @@ __all__ = [
     "RetryableBackendError",
     "BackendRejectedRequest",
     "BackendMisconfigured",
+    "WireError",
+    "wire_error",
 ]
 
 
@@ -56,6 +62,10 @@ class InvalidArgument(RequestError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A request body over the size limit: INVALID_ARGUMENT on gRPC, HTTP 413."""
 
 
 class UnknownModel(RequestError):
@@ -106,3 +116,40 @@ class BackendMisconfigured(BackendError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class WireError:
+    """What an error is called on each door."""
+
+    grpc_code: str      # a grpc.StatusCode name
+    http_status: int
+    openai_type: str    # the `type` of an OpenAI error body
+    message: str
+    field: str | None = None  # InvalidArgument's field, for the door to rename
+    internal: bool = False    # a bug, not the client's fault: the door logs it whole, tells little
+
+
+# One table for every door; order matters (subclasses first).
+_TABLE: tuple[tuple[type[EdgeError], str, int, str], ...] = (
+    (PayloadTooLarge, "INVALID_ARGUMENT", 413, "invalid_request_error"),
+    (InvalidArgument, "INVALID_ARGUMENT", 400, "invalid_request_error"),
+    (UnknownModel, "NOT_FOUND", 404, "invalid_request_error"),
+    (Overloaded, "RESOURCE_EXHAUSTED", 429, "rate_limit_error"),
+    (DeadlineExceeded, "DEADLINE_EXCEEDED", 504, "timeout_error"),
+    (Unavailable, "UNAVAILABLE", 503, "service_unavailable_error"),
+    (ConfigError, "FAILED_PRECONDITION", 503, "service_unavailable_error"),
+    (ModelError, "FAILED_PRECONDITION", 503, "service_unavailable_error"),
+    (BackendError, "UNAVAILABLE", 503, "service_unavailable_error"),
+)
+
+
+def wire_error(exc: BaseException, request_id: str = "") -> WireError:
+    """How `exc` reaches a client on any door. Anything that is not an EdgeError is a
+    bug: INTERNAL / 500, with a message that gives only the request id."""
+    for kind, code, status, openai_type in _TABLE:
+        if isinstance(exc, kind):
+            field = exc.field if isinstance(exc, InvalidArgument) else None
+            return WireError(code, status, openai_type, str(exc), field)
+    return WireError("INTERNAL", 500, "server_error", f"internal error (request_id {request_id or '-'})",
+                     internal=True)

@@ -1,9 +1,9 @@
 """The OpenAI-compatible HTTP front door: POST /v1/chat/completions, GET /v1/models.
 
-A translation layer only. An OpenAI chat request becomes the same GenerateRequest a
-gRPC client would send, and goes through the same validation, doors (tokens, rate
-limit), routing, ledger and metrics; errors come back in OpenAI's error shape with
-the matching HTTP status. Served by uvicorn inside the daemon's own event loop, on
+A translation layer only. An OpenAI chat request becomes the core's Draft, as a gRPC
+request does, and goes through the same admission (tokens, rate limit, validation),
+routing, ledger and metrics; errors come back in OpenAI's error shape with the HTTP
+status that edge.errors.wire_error gives. Served by uvicorn inside the daemon's own event loop, on
 its own port, with the gRPC listener's TLS settings.
 
 Routing hints: the body's `edge` object (`preference`, `max_latency_ms`,
@@ -23,22 +23,21 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-import grpc
+import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from edge.engine import TIER_NAMES, Result
-from edge.errors import EdgeError, InvalidArgument, Unavailable
-from edge.failover import Notice
+from edge.errors import ConfigError, InvalidArgument, PayloadTooLarge, wire_error
+from edge.pipeline.admission import Arrival
 from edge.security import Refusal, bearer_token
-from edge.v1 import router_pb2 as pb
-from edge.validation import validate
+from edge.types import Notice, Preference, Result
+from edge.validation import Draft
 
 if TYPE_CHECKING:
     from edge.server import Daemon
@@ -48,30 +47,15 @@ __all__ = ["HttpFrontDoor", "build_app"]
 log = logging.getLogger("edge.http")
 
 _INT32 = 2**31 - 1
-_PREFERENCES = {"auto": pb.ROUTE_PREFERENCE_AUTO, "local_only": pb.ROUTE_PREFERENCE_LOCAL_ONLY,
-                "cloud_only": pb.ROUTE_PREFERENCE_CLOUD_ONLY}
 # Model names that mean "let the router choose" (OpenAI clients must send some model).
 AUTO_MODELS = ("", "auto", "edge")
 # The gRPC validator names proto fields; an HTTP client knows the OpenAI names.
 _FIELD_NAMES = {"params.max_tokens": "max_tokens", "params.temperature": "temperature", "params.top_p": "top_p",
                 "params.stop": "stop", "params.seed": "seed", "routing.preference": "edge.preference",
                 "routing.max_cost_usd": "edge.max_cost_usd", "request_id": "X-Request-Id"}
-_HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
-    grpc.StatusCode.NOT_FOUND: (404, "invalid_request_error"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
-    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable_error"),
-    grpc.StatusCode.FAILED_PRECONDITION: (503, "service_unavailable_error"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
-}
 
 
 # -- the request body -------------------------------------------------------------------------
-
-class BodyTooLarge(InvalidArgument):
-    """INVALID_ARGUMENT to the ledger and metrics, HTTP 413 to the client."""
-
 
 class _Open(BaseModel):
     # OpenAI clients send fields we do not use (user, logit_bias, ...): accept and ignore them.
@@ -136,33 +120,22 @@ def _header_hints(headers: Any) -> _EdgeHints:
         raise InvalidArgument("X-Edge-" + str(first["loc"][0]).replace("_", "-").title(), first["msg"]) from None
 
 
-def to_generate_request(body: ChatRequest, headers: Any) -> pb.GenerateRequest:
-    """The gRPC request this HTTP request means; InvalidArgument for what has no equivalent."""
+def to_draft(body: ChatRequest, headers: Any, request_id: str) -> Draft:
+    """The core's view of this HTTP request; InvalidArgument for what has no equivalent."""
     if body.n != 1:
         raise InvalidArgument("n", f"only n = 1 is supported, got {body.n}")
     if body.tools:
         raise InvalidArgument("tools", "tool calls are not supported by this router")
-    messages = []
-    for i, m in enumerate(body.messages):
-        role = "system" if m.role == "developer" else m.role  # OpenAI's newer name for the system role
-        messages.append(pb.ChatMessage(role=role, content=_content(i, m)))
-    params = pb.GenerationParams(max_tokens=body.max_completion_tokens or body.max_tokens or 0)
-    if body.temperature is not None:
-        params.temperature = body.temperature
-    if body.top_p is not None:
-        params.top_p = body.top_p
-    if body.seed is not None:
-        if body.seed >= 2**32:
-            raise InvalidArgument("seed", f"must be between 0 and {2**32 - 1}, got {body.seed}")
-        params.seed = body.seed
-    if body.stop is not None:
-        params.stop.extend([body.stop] if isinstance(body.stop, str) else body.stop)
+    # "developer" is OpenAI's newer name for the system role.
+    messages = [("system" if m.role == "developer" else m.role, _content(i, m)) for i, m in enumerate(body.messages)]
+    stop = [] if body.stop is None else [body.stop] if isinstance(body.stop, str) else body.stop
     hints = body.edge or _header_hints(headers)
-    model = "" if body.model in AUTO_MODELS else body.model
-    return pb.GenerateRequest(
-        messages=messages, params=params, model=model, request_id=headers.get("x-request-id", ""),
-        routing=pb.RoutingHints(preference=_PREFERENCES[hints.preference], max_latency_ms=hints.max_latency_ms,
-                                max_cost_usd=hints.max_cost_usd))
+    return Draft(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens or 0,
+                 temperature=body.temperature, top_p=body.top_p, stop=stop, seed=body.seed,
+                 preference=Preference(hints.preference), max_latency_ms=hints.max_latency_ms,
+                 max_cost_usd=hints.max_cost_usd, request_id=request_id,
+                 model="" if body.model in AUTO_MODELS else body.model)
+
 
 
 # -- the response ----------------------------------------------------------------------------
@@ -176,17 +149,17 @@ def edge_extension(r: Result) -> dict[str, Any]:
     t = r.timings
     return {
         "request_id": r.request_id,
-        "served_by": {"tier": TIER_NAMES[r.tier], "backend": r.backend, "model": r.model},
+        "served_by": {"tier": str(r.tier), "backend": r.backend, "model": r.model},
         "reasons": [{"code": x.code, "detail": x.detail} for x in r.trace],
         "degraded": r.degraded,
         "cost_usd": r.cost_usd,
-        "attempts": [{"backend": a.backend, "tier": TIER_NAMES.get(a.tier, ""), "outcome": a.outcome,
+        "attempts": [{"backend": a.backend, "tier": str(a.tier), "outcome": str(a.outcome),
                       "latency_ms": round(a.latency_ms, 2), "detail": a.detail} for a in r.attempts],
         "timings": {"queue_wait_ms": t.queue_wait_ms, "time_to_first_token_ms": t.time_to_first_token_ms,
                     "total_ms": t.total_ms, "tokens_per_second": t.tokens_per_second},
         "cache": None if r.cache is None else {
             "match": r.cache.match, "similarity": r.cache.similarity, "age_s": r.cache.age_s,
-            "original": {"tier": TIER_NAMES.get(r.cache.original.tier, ""), "backend": r.cache.original.backend,
+            "original": {"tier": str(r.cache.original.tier), "backend": r.cache.original.backend,
                          "model": r.cache.original.model}},
     }
 
@@ -207,19 +180,6 @@ def completion(r: Result, created: int) -> dict[str, Any]:
 
 def error_body(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, str | None]:
-    """(gRPC status name for metrics and logs, the message, the OpenAI `param`)."""
-    from edge.server import status_code_for
-
-    if isinstance(exc, InvalidArgument):
-        field = _FIELD_NAMES.get(exc.field, exc.field)
-        why = str(exc)[len(exc.field) + 2:]
-        return grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}", field
-    if isinstance(exc, EdgeError):
-        return status_code_for(exc), str(exc), None
-    return grpc.StatusCode.INTERNAL, "", None
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -246,19 +206,16 @@ class _Handler:
         tenant = client if doors.tokens is not None else ""
         return tenant, (self._refused(refusal) if refusal is not None else None)
 
-    def _fail(self, request_id: str, exc: BaseException, started: float) -> JSONResponse:
-        code, message, param = _status_of(exc)
-        if code == grpc.StatusCode.INTERNAL:
-            log.exception("internal error", extra={"request_id": request_id})
-            message = f"internal error (request_id {request_id})"
-        log.info("request failed", extra={"request_id": request_id, "status": code.name, "error": message,
-                                          "front_door": "http"})
-        self.engine.record_failure(request_id, code.name, (time.monotonic() - started) * 1000)
-        status, kind = _HTTP_STATUS.get(code, (500, "server_error"))
-        if isinstance(exc, BodyTooLarge):
-            status = 413
-        err_code = "model_not_found" if code == grpc.StatusCode.NOT_FOUND else None
-        return JSONResponse(error_body(message, kind, param, err_code), status)
+    @staticmethod
+    def _error(exc: BaseException, request_id: str) -> JSONResponse:
+        """The OpenAI error body and HTTP status for `exc` (edge.errors.wire_error's table)."""
+        wire = wire_error(exc, request_id)
+        message, param = wire.message, None
+        if wire.field is not None:  # name the field as an OpenAI client knows it
+            param = _FIELD_NAMES.get(wire.field, wire.field)
+            message = f"{param}: {message[len(wire.field) + 2:]}"
+        code = "model_not_found" if wire.grpc_code == "NOT_FOUND" else None
+        return JSONResponse(error_body(message, wire.openai_type, param, code), wire.http_status)
 
     async def models(self, request: Request) -> Response:
         if (refused := self._admit(request)[1]) is not None:
@@ -274,13 +231,20 @@ class _Handler:
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > limit:
-                raise BodyTooLarge("body", f"is larger than the limit of {limit} bytes (http.max_body_bytes)")
+                raise PayloadTooLarge("body", f"is larger than the limit of {limit} bytes (http.max_body_bytes)")
         try:
             return ChatRequest.model_validate_json(bytes(raw))
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"]) or "body"
             raise InvalidArgument(loc, first["msg"]) from None
+
+    async def _arrival(self, request: Request, request_id: str, tenant: str) -> tuple[ChatRequest, Draft, Arrival]:
+        """Read and translate the request; what is wrong with it raises, before the core sees it."""
+        body = await self._body(request)
+        draft = to_draft(body, request.headers, request_id)
+        return body, draft, Arrival(request_id=request_id, door="http", stream=body.stream,
+                                    time_remaining=_timeout(request.headers.get("x-edge-timeout-ms")), tenant=tenant)
 
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()
@@ -289,40 +253,29 @@ class _Handler:
             return refused
         request_id = request.headers.get("x-request-id", "") or uuid.uuid4().hex
         try:
-            if self.daemon.state != "serving":
-                raise Unavailable(f"edge is {self.daemon.state}; retry shortly")
-            body = await self._body(request)
-            proto = to_generate_request(body, request.headers)
-            proto.request_id = request_id
-            timeout = request.headers.get("x-edge-timeout-ms")
-            remaining = None
-            if timeout is not None:
-                if not timeout.isdigit() or int(timeout) == 0:
-                    raise InvalidArgument("X-Edge-Timeout-Ms", f"must be a positive integer, got {timeout[:32]!r}")
-                remaining = int(timeout) / 1000
-            valid = validate(proto, self.engine.settings.limits, request_id=request_id, time_remaining=remaining,
-                             stream=body.stream, tenant=tenant)
-            events = self.engine.generate(valid)
+            body, draft, arrival = await self._arrival(request, request_id, tenant)
+        except Exception as exc:  # noqa: BLE001 - mapped to an OpenAI error, never crashes the daemon
+            self.engine.reject(request_id, exc, started, "http")
+            return self._error(exc, request_id)
+        events = self.engine.serve(draft, arrival)
+        try:
             if not body.stream:
                 result = await _unless_disconnected(request, _last(events))
                 if result is None:
-                    log.info("request cancelled", extra={"request_id": request_id, "front_door": "http"})
                     return Response(status_code=499)  # nobody is listening; the model has stopped
-                self.daemon.log_result(result, valid)
                 return JSONResponse(completion(result, int(time.time())))
             # Wait for the first event before answering 200, so that an early error
             # (queue full, nothing available) is a proper HTTP status, not a broken stream.
             first = await anext(events)
-        except Exception as exc:  # noqa: BLE001 - mapped to an OpenAI error, never crashes the daemon
-            return self._fail(request_id, exc, started)
+        except Exception as exc:  # noqa: BLE001 - recorded by the engine; mapped to an OpenAI error here
+            return self._error(exc, request_id)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(self._sse(events, first, valid, body.model or "auto", include_usage, started),
+        return StreamingResponse(self._sse(events, first, request_id, body.model or "auto", include_usage),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
 
-    async def _sse(self, events: AsyncIterator[Any], first: Any, valid: Any, model: str, include_usage: bool,
-                   started: float) -> AsyncIterator[bytes]:
-        request_id = valid.generation.request_id
+    async def _sse(self, events: AsyncIterator[Any], first: Any, request_id: str, model: str,
+                   include_usage: bool) -> AsyncIterator[bytes]:
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
@@ -336,7 +289,6 @@ class _Handler:
             event = first
             while True:
                 if isinstance(event, Result):
-                    self.daemon.log_result(event, valid)
                     yield chunk({}, _finish(event.finish_reason), edge=edge_extension(event))
                     if include_usage:
                         usage = {"id": f"chatcmpl-{request_id}", "object": "chat.completion.chunk", "created": created,
@@ -349,14 +301,20 @@ class _Handler:
                     yield chunk({"content": event})
                 event = await anext(events)
             yield b"data: [DONE]\n\n"
-        except asyncio.CancelledError:
-            log.info("request cancelled", extra={"request_id": request_id, "front_door": "http"})
-            raise
         except Exception as exc:  # noqa: BLE001 - the status line is sent: report in-band, as OpenAI does
-            failed = self._fail(request_id, exc, started)
-            yield b"data: " + failed.body + b"\n\n"
+            yield b"data: " + self._error(exc, request_id).body + b"\n\n"
         finally:
             await events.aclose()  # a client that went away stops the generation
+
+
+def _timeout(value: str | None) -> float | None:
+    """X-Edge-Timeout-Ms: the request's deadline in seconds, or None."""
+    if value is None:
+        return None
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or int(value) == 0:
+        raise InvalidArgument("X-Edge-Timeout-Ms", f"must be a positive integer, got {value[:32]!r}")
+    return int(value) / 1000
 
 
 async def _last(events: AsyncIterator[Any]) -> Result:
@@ -367,7 +325,8 @@ async def _last(events: AsyncIterator[Any]) -> Result:
                 result = event
     finally:
         await events.aclose()  # on cancellation: stops the generation at its next token
-    assert result is not None
+    if result is None:  # the engine always ends with a Result or raises; this would be a bug
+        raise RuntimeError("generation ended without a result")
     return result
 
 
@@ -383,11 +342,11 @@ async def _unless_disconnected(request: Request, work: Any) -> Result | None:
         await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return None
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
     return task.result()
 
 
@@ -399,19 +358,34 @@ def build_app(daemon: Daemon) -> Starlette:
     ])
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the daemon's event loop: the daemon owns the signals, and start()
+    waits for the listener without polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # SIGINT/SIGTERM/SIGHUP stay the daemon's (edge.server.Daemon.install_signal_handlers)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
 class HttpFrontDoor:
     """uvicorn serving build_app() on the daemon's event loop."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self._server: Any = None
+        self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, listen: str) -> str:
-        import uvicorn
-
-        from edge.errors import ConfigError
-
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         try:
@@ -430,14 +404,15 @@ class HttpFrontDoor:
         config = uvicorn.Config(build_app(self.daemon), log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=int(self.daemon.settings.server.shutdown_grace_s) or None,
                                 **tls)
-        self._server = uvicorn.Server(config)
-        # _serve, not serve(): serve() installs its own SIGINT/SIGTERM handlers over the daemon's.
-        self._task = asyncio.create_task(self._server._serve(sockets=[sock]))  # noqa: SLF001
-        while not self._server.started:
+        server = self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        ready = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if not server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
-                raise ConfigError(f"http.listen: the HTTP server on {listen} stopped at start")
-            await asyncio.sleep(0.01)
+            raise ConfigError(f"http.listen: the HTTP server on {listen} stopped at start")
         bound = sock.getsockname()
         return f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
 

@@ -27,6 +27,7 @@ from typing import Protocol
 import platformdirs
 
 from edge.errors import ConfigError
+from edge.types import Tier
 
 __all__ = [
     "Ledger",
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-TIERS = ("local", "onprem", "cloud")
+TIERS = tuple(str(t) for t in Tier)
 # Sums of float costs drift in the last bits; a budget is not "exceeded" by that.
 _EPSILON_USD = 1e-9
 # Another process (the `edge usage` CLI, a second daemon) may hold the write

@@ -9,8 +9,7 @@ and cost nothing between scrapes.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -20,7 +19,8 @@ from prometheus_client.registry import Collector
 from edge import __version__
 
 if TYPE_CHECKING:
-    from edge.engine import Engine, Result
+    from edge.snapshot import Snapshot
+    from edge.types import Result
 
 __all__ = ["Metrics", "ESCALATION_CODES"]
 
@@ -63,7 +63,9 @@ class Metrics:
 
     # -- updates from the request path -------------------------------------------------
 
-    def observe_result(self, r: Result, tier: str) -> None:
+    def observe_result(self, r: Result, *, pii_action: str | None = None) -> None:
+        """An answer: counters by its tier; a cache hit by its match; PII by the guard's action."""
+        tier = str(r.tier)
         self.requests.labels(tier, r.backend, "ok").inc()
         self.duration.labels(tier).observe(r.timings.total_ms / 1000)
         self.ttft.labels(tier).observe(r.timings.time_to_first_token_ms / 1000)
@@ -75,15 +77,21 @@ class Metrics:
             codes.add("LOCAL_QUEUE_FULL")  # the local model was chosen but busy: the remote took over
         for code in codes:
             self.escalations.labels(code).inc()
+        if r.cache is not None:
+            fallback = any(reason.code == "CACHE_FALLBACK" for reason in r.trace)
+            self.cache.labels("fallback" if fallback else r.cache.match).inc()
+        if pii_action is not None:
+            self.pii.labels(pii_action).inc()
 
     def observe_failure(self, status: str) -> None:
         self.requests.labels("", "", status).inc()
 
     # -- the endpoint ---------------------------------------------------------------------
 
-    def attach(self, engine: Engine, state: Any) -> None:
-        """Register the live-state collector; `state()` returns the daemon's state string."""
-        self.registry.register(_LiveState(engine, state))
+    def attach(self, snapshot: Callable[[], Snapshot], state: Callable[[], str]) -> None:
+        """Register the live-state collector: `snapshot()` is read at each scrape (on the
+        metrics server's thread), `state()` returns the daemon's state string."""
+        self.registry.register(_LiveState(snapshot, state))
 
     def serve(self, listen: str) -> str:
         """Start the /metrics HTTP endpoint on its own thread; returns the bound host:port."""
@@ -103,68 +111,69 @@ class Metrics:
 
 
 class _LiveState(Collector):
-    def __init__(self, engine: Engine, state: Any) -> None:
-        self.engine, self.state = engine, state
+    def __init__(self, snapshot: Callable[[], Snapshot], state: Callable[[], str]) -> None:
+        self.snapshot, self.state = snapshot, state
 
     def collect(self) -> Iterator[Any]:
-        e = self.engine
+        snap = self.snapshot()
         info = InfoMetricFamily("edge_build", "Version of this daemon")
         info.add_metric([], {"version": __version__})
         yield info
-        yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the daemon started",
-                                value=time.monotonic() - e.started_at)
+        yield GaugeMetricFamily("edge_uptime_seconds", "Seconds since the daemon started", value=snap.uptime_s)
         serving = GaugeMetricFamily("edge_serving", "1 while the daemon serves requests, else 0")
         serving.add_metric([], 1.0 if self.state() == "serving" else 0.0)
         yield serving
 
         network = GaugeMetricFamily("edge_network_state", "1 for the current network state: up (a remote "
                                     "backend is usable), down, offline (air-gapped mode), local-only", labels=["state"])
-        now = e.network()
         for s in ("up", "down", "offline", "local-only"):
-            network.add_metric([s], 1.0 if s == now else 0.0)
+            network.add_metric([s], 1.0 if s == snap.network else 0.0)
         yield network
-
-        breaker = GaugeMetricFamily("edge_breaker_state", "1 for each remote backend's current breaker state",
-                                    labels=["backend", "state"])
-        rotation = GaugeMetricFamily("edge_backend_in_rotation", "0 when a backend is out of rotation "
-                                     "(bad credentials, missing key), else 1", labels=["backend"])
-        outstanding = GaugeMetricFamily("edge_backend_outstanding_requests", "Requests in flight per remote backend",
-                                        labels=["backend"])
-        for name, st in e.remotes.items():
-            for s in _BREAKER_STATES:
-                breaker.add_metric([name, s], 1.0 if st.breaker.state == s else 0.0)
-            rotation.add_metric([name], 0.0 if st.out_of_rotation else 1.0)
-            outstanding.add_metric([name], float(st.outstanding))
-        yield breaker
-        yield rotation
-        yield outstanding
-
-        queue = GaugeMetricFamily("edge_queue_depth", "Requests waiting for each local model", labels=["model"])
-        active = GaugeMetricFamily("edge_queue_active", "Requests being generated by each local model",
-                                   labels=["model"])
-        tps = GaugeMetricFamily("edge_local_generation_tokens_per_second", "Local generation rate per model "
-                                "(moving average of served requests, seeded by the hardware profile)", labels=["model"])
-        for name, b in e.backends.items():
-            queue.add_metric([name], float(b.queue.waiting))
-            active.add_metric([name], float(b.queue.active))
-            gen = e.estimates[name].gen_tps.value
-            if gen is not None:
-                tps.add_metric([name], gen)
-        yield queue
-        yield active
-        yield tps
-
-        if e.caching is not None:
+        yield from _backend_gauges(snap)
+        yield from _model_gauges(snap)
+        if snap.cache_entries is not None:
             yield GaugeMetricFamily("edge_cache_entries", "Answers held by the answer cache",
-                                    value=float(len(e.caching.cache)))
+                                    value=float(snap.cache_entries))
+        yield from _budget_gauges(snap)
 
-        budget = e.costs.budget_snapshot()
-        if budget is not None:
-            spent = GaugeMetricFamily("edge_budget_spent_usd", "Spending so far in the budget period",
-                                      labels=["period"])
-            limit = GaugeMetricFamily("edge_budget_limit_usd", "Configured budget per period", labels=["period"])
-            for period, (used, cap) in budget.items():
-                spent.add_metric([period], used)
-                limit.add_metric([period], cap)
-            yield spent
-            yield limit
+
+def _backend_gauges(snap: Snapshot) -> Iterator[Any]:
+    breaker = GaugeMetricFamily("edge_breaker_state", "1 for each remote backend's current breaker state",
+                                labels=["backend", "state"])
+    rotation = GaugeMetricFamily("edge_backend_in_rotation", "0 when a backend is out of rotation "
+                                 "(bad credentials, missing key), else 1", labels=["backend"])
+    outstanding = GaugeMetricFamily("edge_backend_outstanding_requests", "Requests in flight per remote backend",
+                                    labels=["backend"])
+    for b in snap.backends:
+        for s in _BREAKER_STATES:
+            breaker.add_metric([b.name, s], 1.0 if b.breaker == s else 0.0)
+        rotation.add_metric([b.name], 0.0 if b.out_of_rotation else 1.0)
+        outstanding.add_metric([b.name], float(b.outstanding))
+    yield from (breaker, rotation, outstanding)
+
+
+def _model_gauges(snap: Snapshot) -> Iterator[Any]:
+    queue = GaugeMetricFamily("edge_queue_depth", "Requests waiting for each local model", labels=["model"])
+    active = GaugeMetricFamily("edge_queue_active", "Requests being generated by each local model",
+                               labels=["model"])
+    tps = GaugeMetricFamily("edge_local_generation_tokens_per_second", "Local generation rate per model "
+                            "(moving average of served requests, seeded by the hardware profile)", labels=["model"])
+    for m in snap.models:
+        queue.add_metric([m.name], float(m.queue_depth))
+        active.add_metric([m.name], float(m.active))
+        if m.generation_tokens_per_second is not None:
+            tps.add_metric([m.name], m.generation_tokens_per_second)
+    yield from (queue, active, tps)
+
+
+def _budget_gauges(snap: Snapshot) -> Iterator[Any]:
+    budgets = [b for b in snap.budgets if b.limit_usd is not None]
+    if not budgets:
+        return
+    spent = GaugeMetricFamily("edge_budget_spent_usd", "Spending so far in the budget period", labels=["period"])
+    limit = GaugeMetricFamily("edge_budget_limit_usd", "Configured budget per period", labels=["period"])
+    for b in budgets:
+        spent.add_metric([b.period], b.spent_usd)
+        limit.add_metric([b.period], b.limit_usd or 0.0)
+    yield spent
+    yield limit

@@ -1,7 +1,7 @@
 """Circuit breakers and retry timing: how edge stops hurting itself on a dead backend.
 
 Pure logic with an injectable clock, so every transition is testable without sleeping.
-The network monitor that probes open breakers lives in edge.failover, which owns the
+The network monitor that probes open breakers lives in edge.pipeline.candidates, which owns the
 backends.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from edge.config import ResilienceSettings
 
-__all__ = ["BreakerState", "CircuitBreaker", "retry_delay"]
+__all__ = ["BreakerState", "CircuitBreaker", "Clock", "retry_delay"]
 
 Clock = Callable[[], float]
 

@@ -1,6 +1,6 @@
 """The locks on the doors: TLS credentials, bearer tokens, per-client rate limits.
 
-`Doors` authenticates (when a tokens file is set) and rate-limits (when a rate is
+`Gatekeeper` authenticates (when a tokens file is set) and rate-limits (when a rate is
 set); every front door asks it. `Guard` puts it in front of every gRPC method except
 the health service, which load balancers and supervisors must reach without a
 secret. The authenticated client's name is available to the handler as
@@ -28,7 +28,7 @@ import grpc
 from edge.config import SecuritySettings
 from edge.errors import ConfigError
 
-__all__ = ["Doors", "Guard", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
+__all__ = ["Gatekeeper", "Guard", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
            "current_client", "peer_host", "server_credentials"]
 
 log = logging.getLogger("edge.security")
@@ -174,7 +174,7 @@ class Refusal:
     retry_after_s: float = 0.0
 
 
-class Doors:
+class Gatekeeper:
     """Authentication then rate limiting, shared by every front door (gRPC, HTTP)."""
 
     def __init__(self, tokens: TokenStore | None, limiter: RateLimiter | None,
@@ -215,9 +215,9 @@ _GRPC_CODES = {"unauthenticated": grpc.StatusCode.UNAUTHENTICATED, "rate_limited
 
 
 class Guard(grpc.aio.ServerInterceptor):
-    """The Doors in front of every gRPC method but health; see the module docstring."""
+    """The Gatekeeper in front of every gRPC method but health; see the module docstring."""
 
-    def __init__(self, doors: Doors) -> None:
+    def __init__(self, doors: Gatekeeper) -> None:
         self.doors = doors
 
     async def _check(self, context: grpc.aio.ServicerContext) -> None:

@@ -1,4 +1,4 @@
-"""The gRPC front door: servicer, error mapping, health, reflection, lifecycle.
+"""The gRPC front door: wire <-> core translation, health, reflection, lifecycle.
 
 Build with `Daemon(settings)` (verifies model files, binds nothing), then
 `await daemon.start()` and `await daemon.wait_for_shutdown()`.
@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,68 +23,57 @@ from grpc_reflection.v1alpha import reflection
 
 from edge import __version__
 from edge.config import Settings
-from edge.engine import Engine, Result
-from edge.failover import Notice
-from edge.security import Doors, Guard, RateLimiter, TokenStore, current_client, reload_tokens, server_credentials
-from edge.errors import (
-    BackendError,
-    ConfigError,
-    DeadlineExceeded,
-    EdgeError,
-    InvalidArgument,
-    ModelError,
-    Overloaded,
-    Unavailable,
-    UnknownModel,
-)
+from edge.engine import Engine
+from edge.errors import ConfigError, wire_error
+from edge.pipeline.admission import Arrival
+from edge.security import Gatekeeper, Guard, RateLimiter, TokenStore, current_client, reload_tokens, server_credentials
+from edge.snapshot import Snapshot
+from edge.types import Notice, Preference, Result, Tier
 from edge.v1 import router_pb2 as pb
 from edge.v1 import router_pb2_grpc as pb_grpc
-from edge.validation import validate
+from edge.validation import Draft
 
-__all__ = ["Daemon", "status_code_for"]
+__all__ = ["Daemon", "run_daemon"]
 
 log = logging.getLogger("edge.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EdgeRouter"].full_name
 
-# One place maps edge's errors to gRPC status codes; order matters (subclasses first).
-_STATUS: tuple[tuple[type[EdgeError], grpc.StatusCode], ...] = (
-    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (UnknownModel, grpc.StatusCode.NOT_FOUND),
-    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
-    (ModelError, grpc.StatusCode.FAILED_PRECONDITION),
-    (BackendError, grpc.StatusCode.UNAVAILABLE),
-)
+# The core's tiers and preferences and their wire values.
+_TIERS = {Tier.LOCAL: pb.TIER_LOCAL, Tier.ONPREM: pb.TIER_ONPREM, Tier.CLOUD: pb.TIER_CLOUD}
+_PREFERENCES = {pb.ROUTE_PREFERENCE_UNSPECIFIED: Preference.AUTO, pb.ROUTE_PREFERENCE_AUTO: Preference.AUTO,
+                pb.ROUTE_PREFERENCE_LOCAL_ONLY: Preference.LOCAL_ONLY,
+                pb.ROUTE_PREFERENCE_CLOUD_ONLY: Preference.CLOUD_ONLY}
 
 
-def status_code_for(exc: EdgeError) -> grpc.StatusCode:
-    for kind, code in _STATUS:
-        if isinstance(exc, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
+def to_draft(request: pb.GenerateRequest) -> Draft:
+    """The core's view of a gRPC request (unchecked: validation names what is wrong)."""
+    p, r = request.params, request.routing
+    return Draft(messages=[(m.role, m.content) for m in request.messages], max_tokens=p.max_tokens,
+                 temperature=p.temperature if p.HasField("temperature") else None,
+                 top_p=p.top_p if p.HasField("top_p") else None, stop=list(p.stop),
+                 seed=p.seed if p.HasField("seed") else None,
+                 preference=_PREFERENCES.get(r.preference, str(r.preference)), max_latency_ms=r.max_latency_ms,
+                 max_cost_usd=r.max_cost_usd, request_id=request.request_id, model=request.model)
 
 
-T = TypeVar("T")
-
-
-def _to_proto(result: Result) -> pb.GenerateResponse:
-    t = result.timings
+def to_proto(result: Result) -> pb.GenerateResponse:
+    t, c = result.timings, result.cache
     return pb.GenerateResponse(
         request_id=result.request_id,
         text=result.text,
         finish_reason=result.finish_reason,
         usage=pb.Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens),
-        served_by=pb.ServedBy(tier=result.tier, backend=result.backend, model=result.model),
+        served_by=pb.ServedBy(tier=_TIERS[result.tier], backend=result.backend, model=result.model),
         timings=pb.Timings(queue_wait_ms=t.queue_wait_ms, time_to_first_token_ms=t.time_to_first_token_ms,
                            total_ms=t.total_ms, tokens_per_second=t.tokens_per_second),
         trace=[pb.Reason(code=r.code, detail=r.detail) for r in result.trace],
         degraded=result.degraded,
         cost_usd=result.cost_usd,
-        attempts=[pb.Attempt(backend=a.backend, tier=a.tier, outcome=a.outcome, latency_ms=a.latency_ms,
+        attempts=[pb.Attempt(backend=a.backend, tier=_TIERS[a.tier], outcome=a.outcome, latency_ms=a.latency_ms,
                              detail=a.detail) for a in result.attempts],
-        cache=result.cache,
+        cache=None if c is None else pb.CacheHit(
+            match=c.match, similarity=c.similarity, age_s=c.age_s,
+            original=pb.ServedBy(tier=_TIERS[c.original.tier], backend=c.original.backend, model=c.original.model)),
     )
 
 
@@ -93,62 +82,42 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
         self._daemon = daemon
         self._engine = daemon.engine
 
-    async def _fail(self, context: grpc.aio.ServicerContext, request_id: str, exc: BaseException,
-                    started: float) -> None:
-        if isinstance(exc, EdgeError):
-            code, message = status_code_for(exc), str(exc)
-        else:
-            # A bug, not the client's fault: log it whole, tell the client little.
-            log.exception("internal error", extra={"request_id": request_id})
-            code, message = grpc.StatusCode.INTERNAL, f"internal error (request_id {request_id})"
-        log.info("request failed", extra={"request_id": request_id, "status": code.name, "error": message})
-        self._engine.record_failure(request_id or "-", code.name, (time.monotonic() - started) * 1000)
-        await context.abort(code, message)
+    def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
+                stream: bool) -> AsyncIterator[str | Notice | Result]:
+        arrival = Arrival(request_id=request.request_id or uuid.uuid4().hex, door="grpc", stream=stream,
+                          time_remaining=context.time_remaining(), tenant=current_client())
+        return self._engine.serve(to_draft(request), arrival)
 
-    def _admit(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
-               stream: bool) -> tuple[str, Any]:
-        request_id = request.request_id or uuid.uuid4().hex
-        if self._daemon.state != "serving":
-            raise Unavailable(f"edge is {self._daemon.state}; retry shortly")
-        valid = validate(request, self._engine.settings.limits, request_id=request_id,
-                         time_remaining=context.time_remaining(), stream=stream, tenant=current_client())
-        return request_id, valid
-
-    async def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
-                      stream: bool) -> AsyncIterator[str | Notice | Result]:
-        """The request path shared by both RPCs: text deltas, then one Result; errors become statuses."""
-        request_id = request.request_id or ""
-        started = time.monotonic()
-        try:
-            request_id, valid = self._admit(request, context, stream)
-            async for event in self._engine.generate(valid):
-                if isinstance(event, Result):
-                    self._daemon.log_result(event, valid)
-                yield event
-        except asyncio.CancelledError:
-            log.info("request cancelled", extra={"request_id": request_id})
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the daemon
-            await self._fail(context, request_id, exc, started)
+    @staticmethod
+    async def _abort(context: grpc.aio.ServicerContext, exc: Exception, request_id: str) -> None:
+        wire = wire_error(exc, request_id)
+        await context.abort(grpc.StatusCode[wire.grpc_code], wire.message)
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> pb.GenerateResponse:
-        result = None
-        async for event in self._events(request, context, stream=False):
-            if isinstance(event, Result):
-                result = event
+        result: Result | None = None
+        try:
+            async for event in self._events(request, context, stream=False):
+                if isinstance(event, Result):
+                    result = event
+        except Exception as exc:  # noqa: BLE001 - recorded by the engine; mapped to a status here
+            await self._abort(context, exc, request.request_id)
         if result is None:
             await context.abort(grpc.StatusCode.INTERNAL, "generation ended without a result")
-        return _to_proto(result)
+        return to_proto(result)
 
     async def GenerateStream(self, request: pb.GenerateRequest,
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.GenerateStreamResponse]:
-        async for event in self._events(request, context, stream=True):
-            if isinstance(event, Result):
-                yield pb.GenerateStreamResponse(final=_to_proto(event))
-            elif isinstance(event, Notice):
-                yield pb.GenerateStreamResponse(notice=pb.Reason(code=event.reason.code, detail=event.reason.detail))
-            else:
-                yield pb.GenerateStreamResponse(delta=event)
+        try:
+            async for event in self._events(request, context, stream=True):
+                if type(event) is str:
+                    yield pb.GenerateStreamResponse(delta=event)
+                elif isinstance(event, Result):
+                    yield pb.GenerateStreamResponse(final=to_proto(event))
+                else:
+                    yield pb.GenerateStreamResponse(notice=pb.Reason(code=event.reason.code,
+                                                                     detail=event.reason.detail))
+        except Exception as exc:  # noqa: BLE001 - recorded by the engine; mapped to a status here
+            await self._abort(context, exc, request.request_id)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         models = [
@@ -160,43 +129,26 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
         return pb.ListModelsResponse(models=models)
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
-        rss = self._daemon.resident_bytes()
-        models = []
-        for name, b in self._engine.backends.items():
-            s = b.stats
-            models.append(pb.ModelStatus(
-                name=name, state=b.state, queue_depth=b.queue.waiting, queue_capacity=b.queue.max_waiting,
-                active=b.queue.active, requests_total=s.requests_total, rejected_total=s.rejected_total,
-                cancelled_total=s.cancelled_total, tokens_generated_total=s.tokens_generated_total,
-                last_completion_tokens=s.last_completion_tokens, n_threads=b.describe().n_threads,
-                resident_bytes=rss, profiled=name in self._engine.profiles,
-                prompt_tokens_per_second=self._engine.estimates[name].prompt_tps.value or 0.0,
-                generation_tokens_per_second=self._engine.estimates[name].gen_tps.value or 0.0))
-        backends = [
-            pb.BackendStatus(
-                name=name, tier=st.tier, kind=getattr(st.backend, "kind", ""), model=getattr(st.backend, "model", ""),
-                breaker=st.breaker.state, consecutive_failures=st.breaker.consecutive_failures,
-                breaker_opened_total=st.breaker.opened_total, retry_in_s=st.breaker.retry_in(),
-                outstanding=st.outstanding, requests_total=st.requests_total, failures_total=st.failures_total,
-                out_of_rotation=st.out_of_rotation)
-            for name, st in self._engine.remotes.items()
-        ]
-        sec = self._daemon.settings.security
-        return pb.GetStatusResponse(version=__version__, state=self._daemon.state,
-                                    uptime_s=time.monotonic() - self._daemon.started_at, models=models,
-                                    default_model=self._engine.default_model, backends=backends,
-                                    network=self._engine.network(), hardware=_hardware(self._engine.hardware),
-                                    budgets=await asyncio.to_thread(self._budgets),
-                                    auth_required=bool(sec.tokens_file),
-                                    tls="mutual" if sec.tls_client_ca_file else "tls" if sec.tls_cert_file else "off",
-                                    rate_limit_per_s=sec.rate_limit_per_s,
-                                    pii_guard=self._daemon.settings.privacy.pii)
+        snap = await asyncio.to_thread(self._engine.snapshot)  # reads the ledger: off the loop
+        return self._daemon.status(snap)
 
-    def _budgets(self) -> list[pb.BudgetWindow]:
-        status = self._engine.ledger.budget_status(self._engine.settings.cost)
-        return [pb.BudgetWindow(period=period, spent_usd=w.spent_usd, limit_usd=w.limit_usd or 0.0,
-                                remaining_usd=w.remaining_usd or 0.0)
-                for period, w in (("day", status.day), ("month", status.month))]
+
+def _models(snap: Snapshot, rss: int) -> list[pb.ModelStatus]:
+    return [pb.ModelStatus(
+        name=m.name, state=m.state, queue_depth=m.queue_depth, queue_capacity=m.queue_capacity, active=m.active,
+        requests_total=m.requests_total, rejected_total=m.rejected_total, cancelled_total=m.cancelled_total,
+        tokens_generated_total=m.tokens_generated_total, last_completion_tokens=m.last_completion_tokens,
+        n_threads=m.description.n_threads, resident_bytes=rss, profiled=m.profiled,
+        prompt_tokens_per_second=m.prompt_tokens_per_second or 0.0,
+        generation_tokens_per_second=m.generation_tokens_per_second or 0.0) for m in snap.models]
+
+
+def _backends(snap: Snapshot) -> list[pb.BackendStatus]:
+    return [pb.BackendStatus(
+        name=b.name, tier=_TIERS[b.tier], kind=b.kind, model=b.model, breaker=b.breaker,
+        consecutive_failures=b.consecutive_failures, breaker_opened_total=b.breaker_opened_total,
+        retry_in_s=b.retry_in_s, outstanding=b.outstanding, requests_total=b.requests_total,
+        failures_total=b.failures_total, out_of_rotation=b.out_of_rotation) for b in snap.backends]
 
 
 def _hardware(hw: Any) -> pb.HardwareSummary | None:
@@ -216,15 +168,16 @@ class Daemon:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = Engine(settings)  # verifies model files: raises before anything listens
+        self.state = "starting"
+        # Verifies model files: raises before anything listens.
+        self.engine = Engine(settings, state=lambda: self.state)
         sec = settings.security
         # Secrets are checked here too, so a world-readable key stops the daemon before it listens.
         self.credentials = server_credentials(sec)
         self.tokens = TokenStore(sec.tokens_file) if sec.tokens_file else None
         limiter = RateLimiter(sec.rate_limit_per_s, sec.rate_limit_burst) if sec.rate_limit_per_s > 0 else None
         rejections = self.engine.metrics.rejections
-        self.doors = Doors(self.tokens, limiter, lambda why: rejections.labels(why).inc())
-        self.state = "starting"
+        self.doors = Gatekeeper(self.tokens, limiter, lambda why: rejections.labels(why).inc())
         self.started_at = time.monotonic()
         self.addresses: dict[str, str] = {}
         self._server: grpc.aio.Server | None = None
@@ -234,23 +187,21 @@ class Daemon:
         self.http: Any = None  # edge.http_api.HttpFrontDoor when [http] listen is set
         self.load_error: BaseException | None = None
 
-    def resident_bytes(self) -> int:
+    def status(self, snap: Snapshot) -> pb.GetStatusResponse:
         import psutil
 
-        return psutil.Process().memory_info().rss
-
-    def log_result(self, r: Result, req: Any = None) -> None:
-        content = {}
-        if self.settings.log_content and req is not None:
-            # Off by default: prompts and answers are the user's data, not the operator's.
-            content = {"messages": [{"role": m.role, "content": m.content} for m in req.generation.messages],
-                       "answer": r.text}
-        log.info("request served", extra={**content,
-            "request_id": r.request_id, "tier": pb.Tier.Name(r.tier), "model": r.model,
-            "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
-            "completion_tokens": r.completion_tokens, "total_ms": round(r.timings.total_ms, 1),
-            "backend": r.backend, "degraded": r.degraded, "reasons": [x.code for x in r.trace],
-            "attempts": [f"{a.backend}:{a.outcome}" for a in r.attempts]})
+        rss = psutil.Process().memory_info().rss
+        sec = self.settings.security
+        return pb.GetStatusResponse(
+            version=__version__, state=self.state, uptime_s=time.monotonic() - self.started_at,
+            models=_models(snap, rss), default_model=snap.default_model, backends=_backends(snap),
+            network=snap.network, hardware=_hardware(snap.hardware),
+            budgets=[pb.BudgetWindow(period=b.period, spent_usd=b.spent_usd, limit_usd=b.limit_usd or 0.0,
+                                     remaining_usd=b.remaining_usd or 0.0)
+                     for b in snap.budgets],
+            auth_required=bool(sec.tokens_file),
+            tls="mutual" if sec.tls_client_ca_file else "tls" if sec.tls_cert_file else "off",
+            rate_limit_per_s=sec.rate_limit_per_s, pii_guard=self.settings.privacy.pii)
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME):
@@ -297,7 +248,7 @@ class Daemon:
         if not self.addresses:
             raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
         if self.settings.metrics.listen:
-            self.engine.metrics.attach(self.engine, lambda: self.state)
+            self.engine.metrics.attach(lambda: self.engine.snapshot(), lambda: self.state)
             try:
                 self.addresses["metrics"] = self.engine.metrics.serve(self.settings.metrics.listen)
             except OSError as exc:

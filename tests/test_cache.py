@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.cache import AnswerCache, CachedAnswer, CacheQuery
+from edge.answer_cache import AnswerCache, CachedAnswer, CacheQuery
+from edge.catalog import default_models_dir
+from edge.config import load_settings
 from edge.client import Client
 from edge.testing.providers import ProviderServer
 
@@ -281,14 +283,27 @@ def test_difficulty_is_the_same_with_the_cache_sharing_its_embedding(tmp_path, l
     decide before the difficulty step does, differently from run to run."""
     import asyncio
 
-    from edge.client import build_request
-    from edge.config import load_settings
-    from edge.engine import Engine, Result
-    from edge.router.load import LoadSample
-    from edge.validation import validate
+    from edge.engine import Engine
+    from edge.pipeline.admission import Arrival
+    from edge.router.classifier import DifficultyClassifier
+    from edge.router.load import FixedLoad
+    from edge.runtime import Injected
+    from edge.types import Result
+    from edge.validation import Draft
 
     cloud = loopback(reply="remote")
     prompts = ["What is 482 * 97?", "Write a short poem about the sea.", "Name a primary colour."]
+    classifier = DifficultyClassifier.from_models_dir(default_models_dir())
+
+    class Counting:
+        """The real classifier, counting how often it embeds a prompt itself."""
+
+        def __init__(self) -> None:
+            self.encoder, self.score_embedding, self.own = classifier.encoder, classifier.score_embedding, 0
+
+        def score(self, messages):  # type: ignore[no-untyped-def]
+            self.own += 1
+            return classifier.score(messages)
 
     def run(cache: bool) -> tuple[list[list[str]], int]:
         cfg = tmp_path / f"cache-{cache}.toml"
@@ -306,35 +321,24 @@ model = "test-model"
 """)
         cfg.write_text(f'ledger_path = "{tmp_path / f"ledger-{cache}.sqlite3"}"\n' + text)
         settings = load_settings(cfg, environ={})
+        counting = Counting()
 
-        async def go() -> tuple[list[list[str]], int]:
-            engine = Engine(settings)
+        async def go() -> list[list[str]]:
+            engine = Engine(settings, Injected(load=FixedLoad(), classifier=counting))  # type: ignore[arg-type]
             await engine.start()
-            engine.load.sample = lambda: LoadSample(cpu_percent=0.0, memory_percent=10.0,  # type: ignore[method-assign]
-                                                    battery_percent=None, on_battery=False, thermal_throttled=False)
-            own_embeddings = 0
-            score = engine.classifier.score
-
-            def counting(messages):  # type: ignore[no-untyped-def]
-                nonlocal own_embeddings
-                own_embeddings += 1
-                return score(messages)
-
-            engine.classifier.score = counting
             out = []
             try:
                 for i, p in enumerate(prompts):
-                    valid = validate(build_request(p, max_tokens=8), settings.limits, request_id=f"r{i}",
-                                     time_remaining=10)
-                    async for event in engine.generate(valid):
+                    draft = Draft(messages=[("user", p)], max_tokens=8)
+                    async for event in engine.serve(draft, Arrival(f"r{i}", "test", stream=True, time_remaining=10)):
                         if isinstance(event, Result):
                             out.append([f"{x.code}: {x.detail}" for x in event.trace
                                         if x.code.startswith(("DIFFICULTY", "CASCADE"))])
             finally:
                 await engine.close()
-            return out, own_embeddings
+            return out
 
-        return asyncio.run(go())
+        return asyncio.run(go()), counting.own
 
     without, embedded_alone = run(cache=False)
     shared, embedded_shared = run(cache=True)

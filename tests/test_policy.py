@@ -6,9 +6,9 @@ import pytest
 
 from edge.errors import Unavailable, UnknownModel
 from edge.router import decide
-from edge.v1 import router_pb2 as pb
+from edge.types import Preference
 
-AUTO, LOCAL, CLOUD = pb.ROUTE_PREFERENCE_AUTO, pb.ROUTE_PREFERENCE_LOCAL_ONLY, pb.ROUTE_PREFERENCE_CLOUD_ONLY
+AUTO, LOCAL, CLOUD = Preference.AUTO, Preference.LOCAL_ONLY, Preference.CLOUD_ONLY
 BOTH = ("onprem", "cloud")
 
 

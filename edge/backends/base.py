@@ -6,8 +6,14 @@ import abc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Backend", "Chunk", "GenerationRequest", "Message", "SamplingParams", "ModelDescription", "Timeouts"]
+if TYPE_CHECKING:
+    from edge.backends.admission import AdmissionQueue
+
+__all__ = ["Backend", "Chunk", "GenerationRequest", "Message", "SamplingParams", "ModelDescription", "Timeouts",
+           "BackendStats", "LocalModel", "RemoteModel", "ProfileTarget"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +129,56 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once at shutdown."""
+
+
+@dataclass(frozen=True)
+class ProfileTarget:
+    """What the hardware profiler measures a local model by: its file and identity."""
+
+    path: Path
+    sha256: str
+
+
+class LocalModel(Protocol):
+    """Everything the daemon uses of a model on this device (edge.backends.threaded
+    implements it for llama.cpp and the fake backend)."""
+
+    name: str
+    kind: str
+    state: str            # loading | ready | failed
+    stats: BackendStats
+
+    @property
+    def queue(self) -> AdmissionQueue: ...
+
+    @property
+    def profile_target(self) -> ProfileTarget | None:
+        """The file to profile, or None for a model that has nothing to measure."""
+
+    def describe(self) -> ModelDescription: ...
+
+    def set_threads(self, n: int) -> None:
+        """Blocking: switch to `n` threads (the profile's fastest)."""
+
+    async def start(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
+
+    async def close(self) -> None: ...
+
+
+class RemoteModel(Protocol):
+    """Everything the daemon uses of a model behind an HTTP API (edge.backends.remote)."""
+
+    name: str
+    kind: str    # openai | anthropic | gemini: the price table's provider
+    model: str
+
+    def describe(self) -> ModelDescription: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
+
+    async def probe(self) -> None:
+        """Cheap reachability check; raises the classified BackendError when down."""
+
+    async def close(self) -> None: ...

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Chunk, GenerationRequest, ModelDescription
+from edge.backends.base import Chunk, GenerationRequest, ModelDescription, ProfileTarget
 from edge.backends.threaded import ShouldStop, ThreadedBackend
 from edge.catalog import check_gguf_header
 from edge.errors import BackendError, ConfigError, InvalidArgument, ModelCorrupt
@@ -246,6 +246,11 @@ class LlamaBackend(ThreadedBackend):
                         logprob_mean=mean, logprob_min=low)
         yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out,
                     logprob_mean=mean, logprob_min=low)
+
+    @property
+    def profile_target(self) -> ProfileTarget | None:
+        # Profiles are keyed by the file's sha256: a model given by path without one is not profiled.
+        return ProfileTarget(self.path, self.sha256) if self.sha256 else None
 
     def set_threads(self, n: int) -> None:
         """Switch the loaded context to `n` threads (the profiler's fastest), on the model's thread."""

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from edge.backends.admission import AdmissionQueue
-from edge.backends.base import Backend, BackendStats, Chunk, GenerationRequest, ModelDescription
+from edge.backends.base import Backend, BackendStats, Chunk, GenerationRequest, ModelDescription, ProfileTarget
 from edge.errors import BackendError, DeadlineExceeded, EdgeError, Overloaded, Unavailable
 
 __all__ = ["ThreadedBackend", "ShouldStop"]
@@ -73,6 +73,14 @@ class ThreadedBackend(Backend):
     @abc.abstractmethod
     def describe(self) -> ModelDescription:
         ...
+
+    @property
+    def profile_target(self) -> ProfileTarget | None:
+        """None: nothing to profile (the fake backend). Model files override this."""
+        return None
+
+    def set_threads(self, n: int) -> None:  # noqa: B027 - only models with threads override it
+        """Blocking: switch to `n` threads. A backend without threads ignores it."""
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -1,16 +1,18 @@
 """Device load: CPU, memory, battery and thermal state, sampled cheaply.
 
 psutil's cpu_percent(interval=None) compares with the previous call, so sampling
-costs microseconds; battery and temperature read sysfs files and are cached for a
-few seconds, since they change slowly.
+costs microseconds. Battery and temperature read sysfs files: `refresh()` reads them
+(blocking; the runtime calls it on a thread every few seconds, since they change
+slowly) and `sample()` only returns what the last refresh saw, so the event loop
+never touches a file.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["LoadSample", "LoadMonitor"]
+__all__ = ["CALM", "FixedLoad", "LoadSample", "LoadMonitor", "LoadSource"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +24,46 @@ class LoadSample:
     thermal_throttled: bool
 
 
+# What the policy sees with routing.device_load off: no load signal at all.
+CALM = LoadSample(cpu_percent=None, memory_percent=None, battery_percent=None, on_battery=False,
+                  thermal_throttled=False)
+
+
+class LoadSource(Protocol):
+    """Where the policy's load signals come from."""
+
+    REFRESH_EVERY_S: float
+
+    def sample(self) -> LoadSample:
+        """Cheap: called on the event loop for each routed request."""
+
+    def refresh(self) -> None:
+        """Blocking: re-read slow sensors (called on a thread every REFRESH_EVERY_S)."""
+
+
+class FixedLoad:
+    """Always the same sample: for tests and benchmarks that must not depend on what
+    else the machine is doing."""
+
+    REFRESH_EVERY_S = 3600.0
+
+    def __init__(self, sample: LoadSample = CALM) -> None:
+        self._sample = sample
+
+    def sample(self) -> LoadSample:
+        return self._sample
+
+    def refresh(self) -> None:
+        pass
+
+
 class LoadMonitor:
-    def __init__(self, slow_every_s: float = 5.0) -> None:
+    REFRESH_EVERY_S = 5.0  # battery and temperature: how often the runtime calls refresh()
+
+    def __init__(self) -> None:
         import psutil
 
         self._psutil = psutil
-        self._slow_every_s = slow_every_s
-        self._slow_at = -1e9
         self._battery: tuple[float | None, bool] = (None, False)
         self._hot = False
         self._me = psutil.Process()
@@ -36,7 +71,8 @@ class LoadMonitor:
         psutil.cpu_percent(interval=None)  # prime both comparisons
         self._me.cpu_percent(interval=None)
 
-    def _refresh_slow(self) -> None:
+    def refresh(self) -> None:
+        """Blocking: read battery and temperature sensors (sysfs)."""
         ps = self._psutil
         try:
             b = ps.sensors_battery() if hasattr(ps, "sensors_battery") else None
@@ -50,10 +86,7 @@ class LoadMonitor:
             self._hot = False
 
     def sample(self) -> LoadSample:
-        now = time.monotonic()
-        if now - self._slow_at > self._slow_every_s:
-            self._slow_at = now
-            self._refresh_slow()
+        """Cheap, for the event loop: CPU and memory now, sensors as last refreshed."""
         ps = self._psutil
         # Other programs' CPU use: the local model's own threads must not count as
         # pressure, or every busy local generation would push traffic remote.

@@ -10,26 +10,17 @@ from dataclasses import dataclass, field
 
 from edge.errors import Unavailable, UnknownModel
 from edge.router.signals import Signals, Thresholds
-from edge.v1 import router_pb2 as pb
+from edge.types import REMOTE_TIERS, Preference, Reason, Tier
 
-__all__ = ["Decision", "Reason", "decide", "weigh", "REMOTE_TIERS", "TIERS", "TIER_NAMES"]
+__all__ = ["Decision", "decide", "weigh"]
 
-REMOTE_TIERS = ("onprem", "cloud")
-# The tiers' names in decisions, the ledger and traces, and their wire values.
-TIERS = {"local": pb.TIER_LOCAL, "onprem": pb.TIER_ONPREM, "cloud": pb.TIER_CLOUD}
-TIER_NAMES = {code: name for name, code in TIERS.items()}
-
-
-@dataclass(frozen=True)
-class Reason:
-    code: str
-    detail: str
+LOCAL = (Tier.LOCAL,)
 
 
 @dataclass(frozen=True)
 class Decision:
     model: str                      # the local model that answers if the chain reaches local
-    tiers: tuple[str, ...]          # tiers to try, in order ("onprem", "cloud", "local")
+    tiers: tuple[Tier, ...]         # tiers to try, in order (onprem, cloud, local)
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
     # Answer locally, then check the local model's confidence and escalate when low.
     cascade: bool = False
@@ -41,8 +32,8 @@ class Decision:
         return any(t in REMOTE_TIERS for t in self.tiers)
 
 
-def decide(*, requested_model: str, preference: int, local_models: list[str], default_model: str,
-           remote_tiers: tuple[str, ...] = (), chain: tuple[str, ...] = ("onprem", "cloud", "local"),
+def decide(*, requested_model: str, preference: Preference, local_models: list[str], default_model: str,
+           remote_tiers: tuple[Tier, ...] = (), chain: tuple[str, ...] = ("onprem", "cloud", "local"),
            offline: bool = False, local_only: bool = False, sensitive: str = "") -> Decision:
     """Plan the tiers for one request. `remote_tiers` are the remote tiers configured.
 
@@ -57,7 +48,7 @@ def decide(*, requested_model: str, preference: int, local_models: list[str], de
     if requested_model:
         reasons.append(Reason("MODEL_REQUESTED", f"the request named local model {requested_model!r}"))
 
-    if preference == pb.ROUTE_PREFERENCE_CLOUD_ONLY:
+    if preference == Preference.CLOUD_ONLY:
         if local_only:
             raise Unavailable("routing.preference is CLOUD_ONLY but this daemon keeps every request local (routing.local_only)")
         if offline:
@@ -67,28 +58,28 @@ def decide(*, requested_model: str, preference: int, local_models: list[str], de
         if sensitive:
             raise Unavailable(f"routing.preference is CLOUD_ONLY but the request holds {sensitive}, and "
                               "privacy.pii = 'keep_local' keeps such requests on this device")
-        tiers = tuple(t for t in chain if t in remote_tiers)
+        tiers = tuple(Tier(t) for t in chain if t in remote_tiers)
         reasons.append(Reason("PREF_CLOUD_ONLY", "the request must be served by a remote tier: " + " -> ".join(tiers)))
         return Decision(model, tiers, tuple(reasons))
 
     if local_only:
         reasons.append(Reason("CONFIG_LOCAL_ONLY", "routing.local_only keeps every request on this device"))
-        return Decision(model, ("local",), tuple(reasons))
-    if preference == pb.ROUTE_PREFERENCE_LOCAL_ONLY:
+        return Decision(model, LOCAL, tuple(reasons))
+    if preference == Preference.LOCAL_ONLY:
         reasons.append(Reason("PREF_LOCAL_ONLY", "the request must not leave this device"))
-        return Decision(model, ("local",), tuple(reasons))
+        return Decision(model, LOCAL, tuple(reasons))
     if sensitive:
         reasons.append(Reason("PII_KEEP_LOCAL", f"the request holds {sensitive}; privacy.pii keeps it on this device"))
-        return Decision(model, ("local",), tuple(reasons))
+        return Decision(model, LOCAL, tuple(reasons))
     if requested_model:
-        return Decision(model, ("local",), tuple(reasons))
+        return Decision(model, LOCAL, tuple(reasons))
     if offline and remote_tiers:
         reasons.append(Reason("OFFLINE_MODE", "air-gapped mode: remote tiers are never contacted"))
-        return Decision(model, ("local",), tuple(reasons))
+        return Decision(model, LOCAL, tuple(reasons))
     if not remote_tiers:
         reasons.append(Reason("LOCAL_ONLY_TIER", f"local model {model!r} is the only tier configured"))
-        return Decision(model, ("local",), tuple(reasons))
-    tiers = tuple(t for t in chain if t in remote_tiers) + ("local",)
+        return Decision(model, LOCAL, tuple(reasons))
+    tiers = tuple(Tier(t) for t in chain if t in remote_tiers) + LOCAL
     reasons.append(Reason("CHAIN", " -> ".join(tiers)))
     return Decision(model, tiers, tuple(reasons), open_choice=True)
 
@@ -100,14 +91,14 @@ def weigh(decision: Decision, s: Signals, th: Thresholds) -> Decision:
     fallback; local first means remote tiers take over if the local queue is full."""
     if not decision.open_choice:
         return decision
-    remote = tuple(t for t in decision.tiers if t != "local")
+    remote = tuple(t for t in decision.tiers if t != Tier.LOCAL)
     reasons = [r for r in decision.reasons if r.code != "CHAIN"]
 
     def go_remote(code: str, detail: str) -> Decision:
-        return Decision(decision.model, remote + ("local",), tuple(reasons + [Reason(code, detail)]))
+        return Decision(decision.model, remote + LOCAL, tuple(reasons + [Reason(code, detail)]))
 
     def go_local(code: str, detail: str, cascade: bool = False) -> Decision:
-        return Decision(decision.model, ("local",) + remote, tuple(reasons + [Reason(code, detail)]), cascade=cascade)
+        return Decision(decision.model, LOCAL + remote, tuple(reasons + [Reason(code, detail)]), cascade=cascade)
 
     # 2. cost
     if not s.remote_affordable:

@@ -1,7 +1,7 @@
 """The answer cache on the request path: what a request's cache query is, lookups and
 stores on the cache's own thread, and a cached answer played back as a backend.
 
-Storage and matching are edge.cache.AnswerCache; this module decides what may be
+Storage and matching are edge.answer_cache.AnswerCache; this module decides what may be
 shared with whom. A request's partition is its tenant (authenticated client) and its
 data scope: "local" when the request must stay on the device (LOCAL_ONLY,
 routing.local_only, or personal data kept local by the PII guard), "any" otherwise.
@@ -21,17 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.answer_cache import AnswerCache, CachedAnswer, CacheQuery
 from edge.backends.base import Backend, Chunk, GenerationRequest
-from edge.cache import AnswerCache, CachedAnswer, CacheQuery
 from edge.config import Settings
 from edge.router.classifier import last_user_message
-from edge.router.policy import REMOTE_TIERS, TIERS
-from edge.v1 import router_pb2 as pb
-from edge.validation import ValidRequest
+from edge.types import REMOTE_TIERS, CacheInfo, Preference, Request, ServedBy, Tier
 
-__all__ = ["Caching", "Lookup", "CachedBackend", "pieces"]
+__all__ = ["CachePolicy", "Lookup", "CachedBackend", "pieces"]
 
-log = logging.getLogger("edge.caching")
+log = logging.getLogger("edge.cache")
+
 
 def pieces(text: str) -> list[str]:
     """A cached answer as stream deltas: one word (with its trailing space) each."""
@@ -49,7 +48,7 @@ class Lookup:
     readable: bool = True             # False for CLOUD_ONLY: store, never serve
 
 
-class Caching:
+class CachePolicy:
     def __init__(self, settings: Settings, path: Path, encoder: Any = None) -> None:
         """`encoder`: a SentenceEncoder for semantic matches (None: exact matches only)."""
         c = settings.cache
@@ -64,22 +63,22 @@ class Caching:
         self._pool.shutdown(wait=True)
         self.cache.close()
 
-    def query(self, req: ValidRequest, keep_local: bool) -> CacheQuery:
+    def query(self, req: Request, keep_local: bool) -> CacheQuery:
         g = req.generation
         p = g.params
         local = (keep_local or self.settings.routing.local_only
-                 or req.preference == pb.ROUTE_PREFERENCE_LOCAL_ONLY)
+                 or req.preference == Preference.LOCAL_ONLY)
         params = {"model": req.model, "max_tokens": p.max_tokens, "temperature": p.temperature,
                   "top_p": p.top_p, "stop": list(p.stop), "seed": p.seed}
         return CacheQuery.build(tenant=req.tenant, scope="local" if local else "any",
                                 messages=[(m.role, m.content) for m in g.messages], params=params)
 
-    async def lookup(self, req: ValidRequest, keep_local: bool) -> Lookup:
+    async def lookup(self, req: Request, keep_local: bool) -> Lookup:
         """The hit for this request, if any; on a miss also the closest remote answer at
         cache.fallback_threshold, which the cascade may serve when the local answer is
         unconfident and no remote tier can be reached."""
         q = self.query(req, keep_local)
-        if req.preference == pb.ROUTE_PREFERENCE_CLOUD_ONLY:
+        if req.preference == Preference.CLOUD_ONLY:
             return Lookup(q, readable=False)
 
         def run() -> Lookup:
@@ -96,7 +95,7 @@ class Caching:
             fallback = None
             if hit is None:
                 fallback = self.cache.lookup(q, vector=vec, threshold=self.settings.cache.fallback_threshold,
-                                             tiers=REMOTE_TIERS)
+                                             tiers=tuple(str(t) for t in REMOTE_TIERS))
             return Lookup(q, hit, fallback, vec, tokens)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
@@ -110,10 +109,9 @@ class Caching:
             "cache store failed", extra={"error": str(f.exception())}))
 
     @staticmethod
-    def hit_info(hit: CachedAnswer) -> pb.CacheHit:
-        return pb.CacheHit(match=hit.kind, similarity=hit.similarity, age_s=max(0.0, time.time() - hit.created),
-                           original=pb.ServedBy(tier=TIERS.get(hit.tier, pb.TIER_UNSPECIFIED), backend=hit.backend,
-                                                model=hit.model))
+    def hit_info(hit: CachedAnswer) -> CacheInfo:
+        return CacheInfo(match=hit.kind, similarity=hit.similarity, age_s=max(0.0, time.time() - hit.created),
+                         original=ServedBy(Tier(hit.tier), hit.backend, hit.model))
 
 
 class CachedBackend(Backend):

@@ -1,0 +1,83 @@
+"""What a request may cost and what it did cost: the cost gate before a chain runs
+(per-request ceilings and ledger budgets), the cost of an answer after it, and the
+budget gauges. The price table itself is edge.pricing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from edge.ledger import BudgetStatus, Ledger
+from edge.pipeline.candidates import Candidate
+from edge.pricing import CostSettings, Price, PriceTable, cost_usd, local_cost_usd
+from edge.types import Attempt, Outcome, Request
+
+__all__ = ["CostGate"]
+
+
+class CostGate:
+    def __init__(self, settings: CostSettings, prices: PriceTable, ledger: Ledger) -> None:
+        self.settings, self.prices, self.ledger = settings, prices, ledger
+
+    def price(self, cand: Candidate) -> Price | None:
+        """The price of a remote candidate's model; None for local work or an unpriced model."""
+        if cand.remote is None:
+            return None
+        return self.prices.price_for(cand.remote.backend.kind, cand.model)
+
+    @property
+    def has_budget(self) -> bool:
+        return self.settings.daily_budget_usd > 0 or self.settings.monthly_budget_usd > 0
+
+    async def check(self, req: Request, chain: list[Candidate]) -> tuple[list[Candidate], list[Attempt]]:
+        """Drop remote candidates whose worst-case cost (at max_tokens) breaks the
+        request's ceiling, the configured per-request ceiling, or a budget. The budget
+        is read from the ledger once, on a thread: SQLite never runs on the event loop."""
+        ceilings = [c for c in (req.max_cost_usd, self.settings.max_cost_per_request_usd) if c > 0]
+        if not ceilings and not self.has_budget:
+            return chain, []
+        now = time.time()
+        status = None
+        if self.has_budget and any(c.remote for c in chain):
+            status = await asyncio.to_thread(self.ledger.budget_status, self.settings, now)
+        return self.filter(req, chain, ceilings, status, now)
+
+    def filter(self, req: Request, chain: list[Candidate], ceilings: list[float], status: BudgetStatus | None,
+               now: float) -> tuple[list[Candidate], list[Attempt]]:
+        """Pure: the candidates kept and those skipped (with why), given the budget status."""
+        prompt_est = req.generation.approx_prompt_tokens()
+        kept, skipped = [], []
+        for cand in chain:
+            price = self.price(cand)
+            if price is None:  # local work, on-prem or an unpriced model: nothing to gate on
+                kept.append(cand)
+                continue
+            estimate = cost_usd(price, prompt_est, req.generation.params.max_tokens)
+            if ceilings and estimate > min(ceilings):
+                skipped.append(Attempt(cand.name, cand.tier, Outcome.OVER_COST_CEILING, 0.0,
+                                       f"up to ${estimate:.6f} at max_tokens, ceiling ${min(ceilings):.6f}"))
+                continue
+            if status is not None:
+                ok, why = self.ledger.allows(estimate, self.settings, now, status)
+                if not ok:
+                    skipped.append(Attempt(cand.name, cand.tier, Outcome.OVER_BUDGET, 0.0, why))
+                    continue
+            kept.append(cand)
+        return kept, skipped
+
+    def cost_of(self, cand: Candidate, prompt_tokens: int, completion_tokens: int, seconds: float) -> float:
+        """What an answer cost: the remote price, or the local energy and amortization."""
+        if cand.remote is None:
+            c = self.settings
+            return local_cost_usd(seconds, watts=c.local_watts, usd_per_kwh=c.usd_per_kwh,
+                                  amortization_usd_per_hour=c.local_amortization_usd_per_hour)
+        price = self.price(cand)
+        return cost_usd(price, prompt_tokens, completion_tokens) if price is not None else 0.0
+
+    def budget_snapshot(self) -> dict[str, tuple[float, float]] | None:
+        """Blocking (reads the ledger): {'day'|'month': (spent, limit)} for each configured budget."""
+        if not self.has_budget:
+            return None
+        status = self.ledger.budget_status(self.settings)
+        return {period: (w.spent_usd, w.limit_usd) for period, w in (("day", status.day), ("month", status.month))
+                if w.limit_usd is not None}

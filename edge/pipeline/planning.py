@@ -1,0 +1,200 @@
+"""Plan a request: privacy guard, cache lookup, decide (pure policy), cost gate, signals,
+weigh. The plan says who may answer, in what order, what leaves the device, and how
+the cascade judges the local answer. Nothing here generates text."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from edge.backends.base import GenerationRequest, LocalModel, Message
+from edge.answer_cache import CachedAnswer
+from edge.cache_policy import CachedBackend, CachePolicy, Lookup
+from edge.config import Settings
+from edge.cost_gate import CostGate
+from edge.errors import ModelError
+from edge.pipeline.candidates import Candidate, RemoteState
+from edge.pipeline.cascade import CascadeGate
+from edge.privacy import Redactor, StreamRestorer, describe_kinds, find_pii
+from edge.router import Signals, Thresholds, decide, weigh
+from edge.router.classifier import last_user_message
+from edge.router.estimates import LocalEstimate
+from edge.router.load import CALM, LoadSource
+from edge.router.policy import Decision
+from edge.tracing import Span
+from edge.types import Attempt, Request, Tier
+
+if TYPE_CHECKING:
+    from edge.router.classifier import DifficultyClassifier
+
+__all__ = ["Plan", "Planner", "Redaction"]
+
+log = logging.getLogger("edge.engine")
+
+# Prompts longer than this are scanned for personal data off the event loop: ~60 us
+# for a chat prompt, but up to ~150 ms for 64 KB of digits.
+INLINE_SCAN_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """Under privacy.pii = 'redact': `outbound` rewrites what remote tiers receive
+    (placeholders, numbered per request, continuation text included); `restorer`
+    puts the values back into the answer as it streams to the client."""
+
+    outbound: Callable[[GenerationRequest], GenerationRequest]
+    restorer: StreamRestorer
+
+
+@dataclass
+class Plan:
+    request: Request
+    lookup: Lookup                     # the cache query (and a fallback answer) for this request
+    pii: list[str]                     # kinds of personal data found
+    decision: Decision
+    chain: list[Candidate]
+    skipped: list[Attempt] = field(default_factory=list)  # ruled out by the cost gate, with why
+    gate: CascadeGate | None = None
+    redaction: Redaction | None = None
+
+
+class Planner:
+    def __init__(self, settings: Settings, *, local: dict[str, LocalModel], remotes: dict[str, RemoteState],
+                 default_model: str, cost_gate: CostGate, estimates: dict[str, LocalEstimate],
+                 load: LoadSource | None) -> None:
+        self.settings = settings
+        self.local, self.remotes, self.default_model = local, remotes, default_model
+        self.cost_gate, self.estimates, self.load = cost_gate, estimates, load
+        configured = {Tier.ONPREM: bool(settings.onprem), Tier.CLOUD: bool(settings.cloud)}
+        self.remote_tiers = tuple(t for t, on in configured.items() if on)
+        r = settings.routing
+        self.thresholds = Thresholds(difficulty=r.difficulty_threshold, cascade_band=r.cascade_band,
+                                     max_queue_depth=r.max_queue_depth, cpu_percent=r.cpu_high_percent,
+                                     memory_percent=r.memory_high_percent, battery_percent=r.battery_low_percent,
+                                     cascade=r.cascade)
+        # Set by the runtime once loaded (both are optional and load after the models).
+        self.classifier: DifficultyClassifier | None = None
+        self.cache: CachePolicy | None = None
+
+    async def plan(self, req: Request, span: Span) -> Plan | CachedAnswer:
+        """The whole plan, or a cached answer to play back."""
+        pii = await self._scan(req)
+        keep_local = bool(pii) and self.settings.privacy.pii == "keep_local"
+        lookup = await self.cache.lookup(req, keep_local) if self.cache is not None else Lookup(None)
+        if lookup.hit is not None:
+            return lookup.hit
+        dspan = span.child("edge.decide")
+        try:
+            plan = await self._route(req, lookup, pii, keep_local)
+        except BaseException as exc:
+            dspan.end(exc)
+            raise
+        d = plan.decision
+        dspan.set(tiers=[str(t) for t in d.tiers], reasons=[r.code for r in d.reasons], cascade=d.cascade, pii=pii)
+        dspan.end()
+        if d.cascade:
+            self._arm_cascade(plan)
+        if pii and self.settings.privacy.pii == "redact":
+            plan.redaction = self._redaction()
+        return plan
+
+    # -- the steps ---------------------------------------------------------------------
+
+    async def _scan(self, req: Request) -> list[str]:
+        """Kinds of personal data or secrets in the request, when some could leave the device."""
+        if self.settings.privacy.pii == "off" or not self.remotes:
+            return []
+        kinds = self.settings.privacy.pii_kinds
+
+        def scan() -> list[str]:
+            return sorted({f.kind for m in req.generation.messages for f in find_pii(m.content, kinds)})
+
+        if sum(len(m.content) for m in req.generation.messages) > INLINE_SCAN_CHARS:
+            return await asyncio.to_thread(scan)
+        return scan()
+
+    async def _route(self, req: Request, lookup: Lookup, pii: list[str], keep_local: bool) -> Plan:
+        """decide -> cost gate -> signals -> weigh: the decision and the chain in order."""
+        routing = self.settings.routing
+        decision = decide(requested_model=req.model, preference=req.preference, local_models=list(self.local),
+                          default_model=self.default_model, remote_tiers=self.remote_tiers,
+                          chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
+                          sensitive=describe_kinds(pii) if keep_local else "")
+        chain, skipped = await self.cost_gate.check(req, self._chain(decision))
+        if routing.strategy == "smart" and decision.open_choice:
+            signals = await self._signals(req, decision, any(c.remote for c in chain), lookup)
+            decision = weigh(decision, signals, self.thresholds)
+            order = {t: i for i, t in enumerate(decision.tiers)}
+            chain.sort(key=lambda c: order[c.tier])  # stable within a tier
+        return Plan(req, lookup, pii, decision, chain, skipped)
+
+    def _chain(self, decision: Decision) -> list[Candidate]:
+        chain: list[Candidate] = []
+        for tier in decision.tiers:
+            if tier == Tier.LOCAL:
+                chain.append(Candidate("local", Tier.LOCAL, self.local[decision.model], decision.model))
+                continue
+            states = [st for st in self.remotes.values() if st.tier == tier]
+            if tier == Tier.ONPREM:
+                # The pool: least outstanding requests first (stable for ties, so config order breaks them).
+                states.sort(key=lambda st: st.outstanding)
+            chain.extend(Candidate(st.backend.name, st.tier, st.backend, st.backend.model, st) for st in states)
+        return chain
+
+    async def _signals(self, req: Request, decision: Decision, remote_affordable: bool, lookup: Lookup) -> Signals:
+        """Measure what the policy weighs: predicted latencies, load, difficulty."""
+        gen = req.generation
+        queue = self.local[decision.model].queue
+        first_remote = next((st for st in self.remotes.values() if st.tier == decision.tiers[0]), None)
+        load = self.load.sample() if self.load is not None else CALM
+        return Signals(
+            max_latency_ms=req.max_latency_ms,
+            local_predicted_s=self.estimates[decision.model].predict_s(
+                prompt_tokens=gen.approx_prompt_tokens(), max_tokens=gen.params.max_tokens, waiting=queue.waiting),
+            remote_predicted_s=first_remote.latency_s.value if first_remote is not None else None,
+            remote_affordable=remote_affordable, queue_depth=queue.waiting,
+            cpu_percent=load.cpu_percent, memory_percent=load.memory_percent, battery_percent=load.battery_percent,
+            on_battery=load.on_battery, thermal_throttled=load.thermal_throttled,
+            difficulty=await self._difficulty(req, lookup))
+
+    async def _difficulty(self, req: Request, lookup: Lookup) -> float | None:
+        """The classifier's score; reuses the cache lookup's embedding of the prompt when
+        both share the encoder. None (the step is skipped) when there is no classifier
+        or it fails at run time, exactly as when it failed to load."""
+        clf = self.classifier
+        if clf is None:
+            return None
+        messages = [(m.role, m.content) for m in req.generation.messages]
+        try:
+            if lookup.vector is not None and self.cache is not None and self.cache.encoder is clf.encoder:
+                return clf.score_embedding(last_user_message(messages), lookup.vector, lookup.tokens)
+            return await asyncio.to_thread(clf.score, messages)
+        except ModelError as exc:
+            log.warning("difficulty classifier failed; the difficulty step is skipped",
+                        extra={"request_id": req.request_id, "error": str(exc)})
+            return None
+
+    def _arm_cascade(self, plan: Plan) -> None:
+        """The local model answers first and is judged; if the escalation fails too, it
+        answers after all (ungated: only the first candidate is judged), and a close
+        cached answer from a remote tier waits just before it when the network is down."""
+        chain = plan.chain
+        if chain[0].remote is not None:
+            return  # a cascade answers locally first; a chain without local first has nothing to judge
+        fallback = plan.lookup.fallback
+        if fallback is not None:
+            chain.append(Candidate("cache", Tier.LOCAL, CachedBackend(fallback), fallback.model))
+        plan.gate = CascadeGate(self.settings.routing, chain, cached_fallback=fallback is not None)
+        chain.append(chain[0])
+
+    def _redaction(self) -> Redaction:
+        redactor = Redactor(self.settings.privacy.pii_kinds)
+
+        def outbound(r: GenerationRequest) -> GenerationRequest:
+            return replace(r, messages=tuple(Message(m.role, redactor.redact(m.content)) for m in r.messages),
+                           assistant_prefix=redactor.redact(r.assistant_prefix))
+
+        return Redaction(outbound, StreamRestorer(redactor))
