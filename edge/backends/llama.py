@@ -101,6 +101,61 @@ class _Prepared:
     stop: tuple[str, ...]
 
 
+class _Answer:
+    """The answer as its tokens arrive: text detokenized once per token, cut at a stop
+    sequence, with a tail that could still grow into one held back; and, when scored,
+    the running mean and minimum of the tokens' log-probabilities."""
+
+    def __init__(self, stops: tuple[str, ...], *, n_prompt: int, scored: bool) -> None:
+        self.stops, self.n_prompt, self.scored = stops, n_prompt, scored
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text, self.sent, self.n_out = "", 0, 0
+        self.finish, self.cut = "length", False
+        self._lp_sum, self._lp_min = 0.0, math.inf
+
+    def add(self, piece: bytes, logprob: float | None) -> bool:
+        """One token's bytes; True when a stop sequence ended the answer."""
+        self.n_out += 1
+        if logprob is not None:
+            self._lp_sum += logprob
+            self._lp_min = min(self._lp_min, logprob)
+        self.text += self._decoder.decode(piece)
+        at = _find_stop(self.text, self.stops, self.sent)
+        if at is None:
+            return False
+        self.text, self.finish, self.cut = self.text[:at], "stop", True
+        return True
+
+    def _confidence(self) -> tuple[float | None, float | None]:
+        # An empty answer (end of generation first) has no tokens to score: None.
+        if not self.scored or not self.n_out:
+            return None, None
+        return self._lp_sum / self.n_out, self._lp_min
+
+    def ready(self) -> Chunk | None:
+        """Text that can no longer become part of a stop sequence, with the running
+        confidence (so a cascade can decide after its first tokens)."""
+        safe = len(self.text) - _partial_stop_len(self.text, self.stops)
+        if safe <= self.sent:
+            return None
+        mean, low = self._confidence()
+        chunk = Chunk(text=self.text[self.sent:safe], prompt_tokens=self.n_prompt, completion_tokens=self.n_out,
+                      logprob_mean=mean, logprob_min=low)
+        self.sent = safe
+        return chunk
+
+    def end(self) -> Iterator[Chunk]:
+        """The rest of the text, then the final chunk."""
+        if not self.cut:
+            self.text += self._decoder.decode(b"", final=True)  # a dangling partial UTF-8 sequence
+        mean, low = self._confidence()
+        if len(self.text) > self.sent:
+            yield Chunk(text=self.text[self.sent:], prompt_tokens=self.n_prompt, completion_tokens=self.n_out,
+                        logprob_mean=mean, logprob_min=low)
+        yield Chunk(finish_reason=self.finish, prompt_tokens=self.n_prompt, completion_tokens=self.n_out,
+                    logprob_mean=mean, logprob_min=low)
+
+
 class LlamaBackend(ThreadedBackend):
     kind = "llama"
 
@@ -192,13 +247,9 @@ class LlamaBackend(ThreadedBackend):
         on the final chunk. Without it the loop reads no logits."""
         llama = self._llama
         params = request.params
-        n_prompt = len(prepared.tokens)
-        max_tokens = min(params.max_tokens, self.n_ctx - n_prompt)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text, sent, n_out, finish, cut = "", 0, 0, "length", None
         scorer = self._scorer if request.confidence else None
-        lp_sum, lp_min = 0.0, math.inf
-
+        answer = _Answer(prepared.stop, n_prompt=len(prepared.tokens), scored=scorer is not None)
+        max_tokens = min(params.max_tokens, self.n_ctx - len(prepared.tokens))
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
         tokens = llama.generate(
             prepared.tokens,
@@ -211,41 +262,17 @@ class LlamaBackend(ThreadedBackend):
                 if should_stop():
                     return
                 if token in self._eog:
-                    finish = "stop"
+                    answer.finish = "stop"
                     break
-                n_out += 1
-                if scorer is not None:
-                    # Before the next iteration: generate() decodes this token only when resumed.
-                    lp = scorer.logprob(token)
-                    lp_sum += lp
-                    lp_min = min(lp_min, lp)
-                text += decoder.decode(llama.detokenize([token]))
-                cut = _find_stop(text, prepared.stop, sent)
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
+                # Scored before the next iteration: generate() decodes this token only when resumed.
+                lp = scorer.logprob(token) if scorer is not None else None
+                if answer.add(llama.detokenize([token]), lp) or answer.n_out >= max_tokens:
                     break
-                if n_out >= max_tokens:
-                    break
-                # Hold back only a tail that could still grow into a stop sequence.
-                safe = len(text) - _partial_stop_len(text, prepared.stop)
-                if safe > sent:
-                    # Running confidence on every chunk lets a cascade decide after its
-                    # first tokens instead of waiting for the whole answer.
-                    yield Chunk(text=text[sent:safe], prompt_tokens=n_prompt, completion_tokens=n_out,
-                                logprob_mean=lp_sum / n_out if scorer is not None else None,
-                                logprob_min=lp_min if scorer is not None else None)
-                    sent = safe
+                if (chunk := answer.ready()) is not None:
+                    yield chunk
         finally:
             tokens.close()
-        if cut is None:
-            text += decoder.decode(b"", final=True)  # a dangling partial UTF-8 sequence
-        # An empty answer (end of generation first) has no tokens to score: None.
-        mean, low = (lp_sum / n_out, lp_min) if scorer is not None and n_out else (None, None)
-        if len(text) > sent:
-            yield Chunk(text=text[sent:], prompt_tokens=n_prompt, completion_tokens=n_out,
-                        logprob_mean=mean, logprob_min=low)
-        yield Chunk(finish_reason=finish, prompt_tokens=n_prompt, completion_tokens=n_out,
-                    logprob_mean=mean, logprob_min=low)
+        yield from answer.end()
 
     @property
     def profile_target(self) -> ProfileTarget | None:

@@ -110,6 +110,32 @@ class ThreadedBackend(Backend):
     # -- the request path -----------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        prepared, queue_wait_s = await self._admit(request)
+        handoff = _Handoff(asyncio.get_running_loop(), self._closing, request.deadline)
+        future = self._start(prepared, request, handoff)
+        finished = False
+        try:
+            # Not merged for a confidence request: the cascade's gate reads the running
+            # confidence at an exact token (the end of the first sentence).
+            while (item := await handoff.next(merge=not request.confidence)) is not _END:
+                if isinstance(item, _Failure):
+                    raise self._converted(item.exc)
+                if item.finish_reason is not None:
+                    finished = True
+                    item = replace(item, queue_wait_s=queue_wait_s)
+                yield item
+            if not finished:
+                if request.deadline is not None and time.monotonic() > request.deadline:
+                    raise DeadlineExceeded("deadline passed while generating; generation stopped")
+                raise BackendError(f"model {self.name!r} stopped without finishing the answer")
+        finally:
+            if not finished:
+                handoff.stop.set()
+                if not future.done():
+                    self.stats.cancelled_total += 1
+
+    async def _admit(self, request: GenerationRequest) -> tuple[Any, float]:
+        """Prepare the prompt, then take the generation slot: (prepared, seconds queued)."""
         if self.state != "ready":
             raise Unavailable(f"model {self.name!r} is {self.state}" + (f": {self.load_error}" if self.load_error else ""))
         self.stats.requests_total += 1
@@ -125,82 +151,78 @@ class ThreadedBackend(Backend):
         except Overloaded:
             self.stats.rejected_total += 1
             raise
-        queue_wait_s = time.monotonic() - queued_at
-        loop = asyncio.get_running_loop()
-        out: deque[Any] = deque()
-        arrived = asyncio.Event()
-        stop = threading.Event()
+        return prepared, time.monotonic() - queued_at
 
-        def push(item: Any) -> None:  # on the loop
-            out.append(item)
-            arrived.set()
-
-        def should_stop() -> bool:
-            return stop.is_set() or self._closing.is_set() or (request.deadline is not None and time.monotonic() > request.deadline)
-
-        def hand_over(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(push, item)
-            except RuntimeError:
-                stop.set()  # the loop is gone (shutdown): nobody is listening
-
+    def _start(self, prepared: Any, request: GenerationRequest, handoff: _Handoff) -> asyncio.Future[None]:
+        """Generate on the model's thread; every chunk, a failure and the end go through `handoff`."""
         def work() -> None:
             tokens = 0
             try:
-                for chunk in self._generate_sync(prepared, request, should_stop):
+                for chunk in self._generate_sync(prepared, request, handoff.should_stop):
                     tokens = chunk.completion_tokens
-                    hand_over(chunk)
+                    handoff.put(chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop, re-raised there
-                hand_over(_Failure(exc))
+                handoff.put(_Failure(exc))
             finally:
                 self.stats.tokens_generated_total += tokens
                 self.stats.last_completion_tokens = tokens
-                hand_over(_END)
+                handoff.put(_END)
 
         try:
-            future = loop.run_in_executor(self._executor, work)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, work)
         except BaseException:
             self.queue.release()
             raise
         # The slot is freed when the model's thread is really done, not when the
         # client goes away: the next request must find the context idle.
         future.add_done_callback(lambda _f: self.queue.release())
+        return future
 
-        finished = False
-        merge = not request.confidence
+    def _converted(self, exc: BaseException) -> EdgeError:
+        """A failure on the model's thread, as the request path's own error."""
+        if isinstance(exc, EdgeError):
+            return exc
+        error = BackendError(f"model {self.name!r} failed while generating: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+
+class _Handoff:
+    """The model's thread hands chunks to the event loop: put() from the thread, next() on the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, closing: threading.Event, deadline: float | None) -> None:
+        self._loop, self._closing, self._deadline = loop, closing, deadline
+        self._out: deque[Any] = deque()
+        self._arrived = asyncio.Event()
+        self.stop = threading.Event()  # set on the loop: the client went away
+
+    def should_stop(self) -> bool:
+        """Polled by the model's thread before each token."""
+        return self.stop.is_set() or self._closing.is_set() or (
+            self._deadline is not None and time.monotonic() > self._deadline)
+
+    def put(self, item: Any) -> None:
         try:
-            while True:
-                while not out:
-                    arrived.clear()
-                    await arrived.wait()
-                item = out.popleft()
-                # Text that piled up while the client's last write was in flight goes
-                # out as one message: fewer writes when the reader is slow, no added
-                # latency when it keeps up. Not for a confidence request: the cascade's
-                # gate reads the running confidence at an exact token (the end of the
-                # first sentence), so it must see every token's chunk.
-                while (merge and isinstance(item, Chunk) and item.finish_reason is None and out
-                       and isinstance(out[0], Chunk) and out[0].finish_reason is None):
-                    nxt = out.popleft()
-                    # Running values: the later chunk's are those of the merged text.
-                    item = replace(nxt, text=item.text + nxt.text)
-                if item is _END:
-                    break
-                if isinstance(item, _Failure):
-                    if isinstance(item.exc, EdgeError):
-                        raise item.exc
-                    raise BackendError(f"model {self.name!r} failed while generating: "
-                                       f"{type(item.exc).__name__}: {item.exc}") from item.exc
-                if item.finish_reason is not None:
-                    finished = True
-                    item = replace(item, queue_wait_s=queue_wait_s)
-                yield item
-            if not finished:
-                if request.deadline is not None and time.monotonic() > request.deadline:
-                    raise DeadlineExceeded("deadline passed while generating; generation stopped")
-                raise BackendError(f"model {self.name!r} stopped without finishing the answer")
-        finally:
-            if not finished:
-                stop.set()
-                if not future.done():
-                    self.stats.cancelled_total += 1
+            self._loop.call_soon_threadsafe(self._push, item)
+        except RuntimeError:
+            self.stop.set()  # the loop is gone (shutdown): nobody is listening
+
+    def _push(self, item: Any) -> None:  # on the loop
+        self._out.append(item)
+        self._arrived.set()
+
+    async def next(self, *, merge: bool) -> Any:
+        """The next item; with `merge`, text that piled up while the client's last write
+        was in flight goes out as one chunk: fewer writes when the reader is slow, no
+        added latency when it keeps up."""
+        out = self._out
+        while not out:
+            self._arrived.clear()
+            await self._arrived.wait()
+        item = out.popleft()
+        while (merge and isinstance(item, Chunk) and item.finish_reason is None and out
+               and isinstance(out[0], Chunk) and out[0].finish_reason is None):
+            nxt = out.popleft()
+            # Running values: the later chunk's are those of the merged text.
+            item = replace(nxt, text=item.text + nxt.text)
+        return item

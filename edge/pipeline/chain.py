@@ -116,52 +116,39 @@ class _ChainRun:
             tries = 0
             while True:
                 req = self._attempt_request(index, cand)
-                t = _Try(gated=self.gate is not None and index == 0 and cand.remote is None
-                         and index < len(self.chain) - 1)
+                t = _Try(gated=self._gated(index, cand))
                 _begin(cand.remote)
-                served: Served | None = None
                 with _attempt_span(self.span, cand, tries, self.attempts):
                     try:
                         gen = cand.backend.generate(replace(req, confidence=True) if t.gated else req)
                         async for chunk in gen:
-                            if t.gated:
-                                chunk = self._through_gate(t, chunk)
-                                if chunk is None:
-                                    if t.escalated:
-                                        await gen.aclose()  # stops the local model at its next token
-                                        break
-                                    continue
-                            if chunk.text:
-                                t.deltas += 1
-                                self.sent += chunk.text
-                                yield chunk.text
-                            if chunk.finish_reason is not None:
-                                t.final = chunk
-                        if t.escalated:
-                            yield self._escalated(cand, t)
-                            break
-                        if t.final is None:
-                            raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
-                        served = self._served(cand, t, t.final)
+                            if (text := self._take(t, chunk)) is not None:
+                                yield text
+                            elif t.escalated:
+                                await gen.aclose()  # stops the local model at its next token
+                                break
+                        ending = self._settle(cand, t)
                     except (RetryableBackendError, BackendMisconfigured, Overloaded, BackendRejectedRequest) as exc:
-                        step = self._failed(index, cand, t, exc, tries, req)
+                        ending = self._failed(index, cand, t, exc, tries, req)
                     except BaseException:
-                        if cand.remote is not None and cand.remote.breaker.state == BreakerState.HALF_OPEN:
-                            cand.remote.breaker.release_probe()
+                        _release_probe(cand.remote)
                         raise
                     finally:
-                        if cand.remote is not None:
-                            cand.remote.outstanding -= 1
-                if served is not None:
-                    yield served
+                        _end(cand.remote)
+                if isinstance(ending, Served):
+                    yield ending
                     return
-                if step.notice is not None:
-                    yield step.notice
-                if not step.retry:
+                if ending.notice is not None:
+                    yield ending.notice
+                if not ending.retry:
                     break
                 tries += 1
-                await asyncio.sleep(step.delay)
+                await asyncio.sleep(ending.delay)
         raise Unavailable("no backend could serve the request: " + summary(self.attempts))
+
+    def _gated(self, index: int, cand: Candidate) -> bool:
+        """The cascade judges the first candidate, the local model, when something follows it."""
+        return self.gate is not None and index == 0 and cand.remote is None and index < len(self.chain) - 1
 
     # -- before a try ---------------------------------------------------------------------
 
@@ -199,17 +186,34 @@ class _ChainRun:
 
     # -- during a try ---------------------------------------------------------------------
 
-    def _through_gate(self, t: _Try, chunk: Chunk) -> Chunk | None:
-        """Hold text until the gate's verdict; then release it all at once, or (escalate) None."""
-        t.held.append(chunk.text)
-        verdict = self.gate.judge(chunk) if self.gate is not None else Verdict(False, "")
-        if verdict is None:
+    def _take(self, t: _Try, chunk: Chunk) -> str | None:
+        """The text to pass on for one chunk (None: nothing now). With the gate, text is
+        held until its verdict, then released all at once, or (escalate) dropped."""
+        if t.gated:
+            t.held.append(chunk.text)
+            verdict = self.gate.judge(chunk) if self.gate is not None else Verdict(False, "")
+            if verdict is None:
+                return None
+            t.gated = False
+            t.verdict = self.verdict = verdict
+            if verdict.escalate:
+                return None
+            chunk = replace(chunk, text="".join(t.held))
+        if chunk.finish_reason is not None:
+            t.final = chunk
+        if not chunk.text:
             return None
-        t.gated = False
-        t.verdict = self.verdict = verdict
-        if verdict.escalate:
-            return None
-        return replace(chunk, text="".join(t.held))
+        t.deltas += 1
+        self.sent += chunk.text
+        return chunk.text
+
+    def _settle(self, cand: Candidate, t: _Try) -> Served | _Next:
+        """A try whose stream ended: served, escalated by the gate, or cut short."""
+        if t.escalated:
+            return _Next(retry=False, notice=self._escalated(cand, t))
+        if t.final is None:
+            raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
+        return self._served(cand, t, t.final)
 
     def _escalated(self, cand: Candidate, t: _Try) -> Notice:
         why = t.verdict.why if t.verdict is not None else ""
@@ -280,6 +284,17 @@ def _begin(st: RemoteState | None) -> None:
     if st is not None:
         st.outstanding += 1
         st.requests_total += 1
+
+
+def _end(st: RemoteState | None) -> None:
+    if st is not None:
+        st.outstanding -= 1
+
+
+def _release_probe(st: RemoteState | None) -> None:
+    """A half-open probe that ended without a verdict (e.g. the client cancelled)."""
+    if st is not None and st.breaker.state == BreakerState.HALF_OPEN:
+        st.breaker.release_probe()
 
 
 def _estimate_usage(final: Chunk, request: GenerationRequest, deltas: int) -> Chunk:

@@ -47,41 +47,50 @@ def decide(*, requested_model: str, preference: Preference, local_models: list[s
     model = requested_model or default_model
     if requested_model:
         reasons.append(Reason("MODEL_REQUESTED", f"the request named local model {requested_model!r}"))
-
+    remote = tuple(Tier(t) for t in chain if t in remote_tiers)
     if preference == Preference.CLOUD_ONLY:
-        if local_only:
-            raise Unavailable("routing.preference is CLOUD_ONLY but this daemon keeps every request local (routing.local_only)")
-        if offline:
-            raise Unavailable("routing.preference is CLOUD_ONLY but the daemon is in offline (air-gapped) mode")
-        if not remote_tiers:
-            raise Unavailable("routing.preference is CLOUD_ONLY but no remote tier is configured")
-        if sensitive:
-            raise Unavailable(f"routing.preference is CLOUD_ONLY but the request holds {sensitive}, and "
-                              "privacy.pii = 'keep_local' keeps such requests on this device")
-        tiers = tuple(Tier(t) for t in chain if t in remote_tiers)
-        reasons.append(Reason("PREF_CLOUD_ONLY", "the request must be served by a remote tier: " + " -> ".join(tiers)))
-        return Decision(model, tiers, tuple(reasons))
-
-    if local_only:
-        reasons.append(Reason("CONFIG_LOCAL_ONLY", "routing.local_only keeps every request on this device"))
-        return Decision(model, LOCAL, tuple(reasons))
-    if preference == Preference.LOCAL_ONLY:
-        reasons.append(Reason("PREF_LOCAL_ONLY", "the request must not leave this device"))
-        return Decision(model, LOCAL, tuple(reasons))
-    if sensitive:
-        reasons.append(Reason("PII_KEEP_LOCAL", f"the request holds {sensitive}; privacy.pii keeps it on this device"))
-        return Decision(model, LOCAL, tuple(reasons))
+        _check_cloud_only(local_only=local_only, offline=offline, configured=bool(remote_tiers), sensitive=sensitive)
+        reasons.append(Reason("PREF_CLOUD_ONLY", "the request must be served by a remote tier: " + " -> ".join(remote)))
+        return Decision(model, remote, tuple(reasons))
+    kept = _kept_local(preference=preference, local_only=local_only, sensitive=sensitive, offline=offline,
+                       configured=bool(remote_tiers), model=model)
+    if kept is not None:
+        return Decision(model, LOCAL, tuple(reasons + [kept]))
     if requested_model:
         return Decision(model, LOCAL, tuple(reasons))
-    if offline and remote_tiers:
-        reasons.append(Reason("OFFLINE_MODE", "air-gapped mode: remote tiers are never contacted"))
-        return Decision(model, LOCAL, tuple(reasons))
-    if not remote_tiers:
-        reasons.append(Reason("LOCAL_ONLY_TIER", f"local model {model!r} is the only tier configured"))
-        return Decision(model, LOCAL, tuple(reasons))
-    tiers = tuple(Tier(t) for t in chain if t in remote_tiers) + LOCAL
+    tiers = remote + LOCAL
     reasons.append(Reason("CHAIN", " -> ".join(tiers)))
     return Decision(model, tiers, tuple(reasons), open_choice=True)
+
+
+def _check_cloud_only(*, local_only: bool, offline: bool, configured: bool, sensitive: str) -> None:
+    """A CLOUD_ONLY request nothing may send remote is refused, saying why."""
+    why = "routing.preference is CLOUD_ONLY but "
+    if local_only:
+        raise Unavailable(why + "this daemon keeps every request local (routing.local_only)")
+    if offline:
+        raise Unavailable(why + "the daemon is in offline (air-gapped) mode")
+    if not configured:
+        raise Unavailable(why + "no remote tier is configured")
+    if sensitive:
+        raise Unavailable(why + f"the request holds {sensitive}, and privacy.pii = 'keep_local' keeps such "
+                                "requests on this device")
+
+
+def _kept_local(*, preference: Preference, local_only: bool, sensitive: str, offline: bool, configured: bool,
+                model: str) -> Reason | None:
+    """The hard rule that keeps the request on this device, most binding first; None if none does."""
+    if local_only:
+        return Reason("CONFIG_LOCAL_ONLY", "routing.local_only keeps every request on this device")
+    if preference == Preference.LOCAL_ONLY:
+        return Reason("PREF_LOCAL_ONLY", "the request must not leave this device")
+    if sensitive:
+        return Reason("PII_KEEP_LOCAL", f"the request holds {sensitive}; privacy.pii keeps it on this device")
+    if offline and configured:
+        return Reason("OFFLINE_MODE", "air-gapped mode: remote tiers are never contacted")
+    if not configured:
+        return Reason("LOCAL_ONLY_TIER", f"local model {model!r} is the only tier configured")
+    return None
 
 
 def weigh(decision: Decision, s: Signals, th: Thresholds) -> Decision:
@@ -94,44 +103,68 @@ def weigh(decision: Decision, s: Signals, th: Thresholds) -> Decision:
     remote = tuple(t for t in decision.tiers if t != Tier.LOCAL)
     reasons = [r for r in decision.reasons if r.code != "CHAIN"]
 
-    def go_remote(code: str, detail: str) -> Decision:
-        return Decision(decision.model, remote + LOCAL, tuple(reasons + [Reason(code, detail)]))
+    def go(placed: Placement) -> Decision:
+        code, detail, where = placed
+        if where == "remote":
+            return Decision(decision.model, remote + LOCAL, tuple(reasons + [Reason(code, detail)]))
+        return Decision(decision.model, LOCAL + remote, tuple(reasons + [Reason(code, detail)]),
+                        cascade=where == "cascade")
 
-    def go_local(code: str, detail: str, cascade: bool = False) -> Decision:
-        return Decision(decision.model, LOCAL + remote, tuple(reasons + [Reason(code, detail)]), cascade=cascade)
+    for step in (_cost, _latency, _load):
+        if (placed := step(s, th, reasons)) is not None:
+            return go(placed)
+    return go(_difficulty(s, th))
 
-    # 2. cost
+
+# A step's placement: (code, detail, where: remote | local | cascade). A step returns None
+# to pass to the next one; it may add a reason without deciding.
+Placement = tuple[str, str, str]
+Step = Placement | None
+
+
+def _cost(s: Signals, th: Thresholds, reasons: list[Reason]) -> Step:
     if not s.remote_affordable:
-        return go_local("COST_REMOTE_UNAFFORDABLE", "every remote candidate is over a cost ceiling or budget")
-    # 3. latency
-    if s.max_latency_ms and s.local_predicted_s is not None:
-        ceiling = s.max_latency_ms / 1000
-        if s.local_predicted_s > ceiling:
-            if s.remote_predicted_s is None or s.remote_predicted_s <= ceiling or s.remote_predicted_s < s.local_predicted_s:
-                remote_txt = "unknown" if s.remote_predicted_s is None else f"{s.remote_predicted_s:.2f}s"
-                return go_remote("LATENCY_LOCAL_TOO_SLOW", f"local predicted {s.local_predicted_s:.2f}s > ceiling "
-                                                           f"{ceiling:.2f}s; remote {remote_txt}")
-            reasons.append(Reason("LATENCY_BOTH_OVER", f"local {s.local_predicted_s:.2f}s and remote "
-                                                       f"{s.remote_predicted_s:.2f}s both exceed {ceiling:.2f}s; local is faster"))
-        else:
-            reasons.append(Reason("LATENCY_LOCAL_OK", f"local predicted {s.local_predicted_s:.2f}s <= ceiling {ceiling:.2f}s"))
-    # 4. load
+        return "COST_REMOTE_UNAFFORDABLE", "every remote candidate is over a cost ceiling or budget", "local"
+    return None
+
+
+def _latency(s: Signals, th: Thresholds, reasons: list[Reason]) -> Step:
+    if not s.max_latency_ms or s.local_predicted_s is None:
+        return None
+    ceiling, local, remote = s.max_latency_ms / 1000, s.local_predicted_s, s.remote_predicted_s
+    if local <= ceiling:
+        reasons.append(Reason("LATENCY_LOCAL_OK", f"local predicted {local:.2f}s <= ceiling {ceiling:.2f}s"))
+        return None
+    if remote is None or remote <= ceiling or remote < local:
+        remote_txt = "unknown" if remote is None else f"{remote:.2f}s"
+        return ("LATENCY_LOCAL_TOO_SLOW", f"local predicted {local:.2f}s > ceiling {ceiling:.2f}s; remote {remote_txt}",
+                "remote")
+    reasons.append(Reason("LATENCY_BOTH_OVER", f"local {local:.2f}s and remote {remote:.2f}s both exceed "
+                                               f"{ceiling:.2f}s; local is faster"))
+    return None
+
+
+def _load(s: Signals, th: Thresholds, reasons: list[Reason]) -> Step:
     if s.queue_depth >= th.max_queue_depth:
-        return go_remote("LOAD_QUEUE", f"{s.queue_depth} requests wait for the local model (threshold {th.max_queue_depth})")
+        return "LOAD_QUEUE", f"{s.queue_depth} requests wait for the local model (threshold {th.max_queue_depth})", "remote"
     if s.cpu_percent is not None and s.cpu_percent >= th.cpu_percent:
-        return go_remote("LOAD_CPU", f"CPU at {s.cpu_percent:.0f}% (threshold {th.cpu_percent:.0f}%)")
+        return "LOAD_CPU", f"CPU at {s.cpu_percent:.0f}% (threshold {th.cpu_percent:.0f}%)", "remote"
     if s.memory_percent is not None and s.memory_percent >= th.memory_percent:
-        return go_remote("LOAD_MEMORY", f"memory at {s.memory_percent:.0f}% (threshold {th.memory_percent:.0f}%)")
+        return "LOAD_MEMORY", f"memory at {s.memory_percent:.0f}% (threshold {th.memory_percent:.0f}%)", "remote"
     if s.on_battery and s.battery_percent is not None and s.battery_percent <= th.battery_percent:
-        return go_remote("LOAD_BATTERY", f"on battery at {s.battery_percent:.0f}% (threshold {th.battery_percent:.0f}%)")
+        return "LOAD_BATTERY", f"on battery at {s.battery_percent:.0f}% (threshold {th.battery_percent:.0f}%)", "remote"
     if s.thermal_throttled:
-        return go_remote("LOAD_THERMAL", "a temperature sensor is at or above its high mark")
-    # 5. difficulty, 6. cascade
+        return "LOAD_THERMAL", "a temperature sensor is at or above its high mark", "remote"
+    return None
+
+
+def _difficulty(s: Signals, th: Thresholds) -> Placement:
+    """Steps 5 and 6, difficulty then the cascade: always decides."""
     if s.difficulty is None:
-        return go_local("DEFAULT_LOCAL", "no signal calls for a remote tier; the local model is cheapest")
+        return "DEFAULT_LOCAL", "no signal calls for a remote tier; the local model is cheapest", "local"
     if s.difficulty >= th.difficulty:
-        return go_remote("DIFFICULTY_HIGH", f"difficulty {s.difficulty:.2f} >= {th.difficulty:.2f}")
+        return "DIFFICULTY_HIGH", f"difficulty {s.difficulty:.2f} >= {th.difficulty:.2f}", "remote"
     if th.cascade and s.difficulty >= th.cascade_band:
-        return go_local("CASCADE_ARMED", f"difficulty {s.difficulty:.2f} is uncertain (>= {th.cascade_band:.2f}): "
-                                         "answer locally, escalate if the local model is not confident", cascade=True)
-    return go_local("DIFFICULTY_LOW", f"difficulty {s.difficulty:.2f} < {th.difficulty:.2f}")
+        return ("CASCADE_ARMED", f"difficulty {s.difficulty:.2f} is uncertain (>= {th.cascade_band:.2f}): answer "
+                                 "locally, escalate if the local model is not confident", "cascade")
+    return "DIFFICULTY_LOW", f"difficulty {s.difficulty:.2f} < {th.difficulty:.2f}", "local"
