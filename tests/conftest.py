@@ -30,6 +30,27 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(key, raising=False)
 
 
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll `predicate` until it is true (returned) or `timeout` passes (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+TOKEN_A = "tok-alpha-0123456789abcdef"
+TOKEN_B = "tok-bravo-0123456789abcdef"
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
 def health_status(target: str, service: str = "", timeout: float = 5.0) -> int:
     with grpc.insecure_channel(target) as ch:
         return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
@@ -184,3 +205,79 @@ profile_on_start = false   # no background measurement competing with the tests
     d = start_daemon(tmp, config, name="model")
     yield d
     d.stop()
+
+
+# -- the core in-process: no subprocess, no socket, a fake clock -------------------------------
+
+class FakeClock:
+    """A clock the test moves: breakers read it, nobody sleeps for it."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def remote_entries(*remotes: tuple[str, str, str], timeout_s: float = 0.3, extra: str = "") -> str:
+    """[[onprem]]/[[cloud]] entries for (tier, name, kind); each backend's host is its name,
+    which edge.testing.transport.Hosts routes to that backend's in-process provider."""
+    return "".join(f"""
+[[{tier}]]
+name = "{name}"
+kind = "{kind}"
+base_url = "http://{name}"
+model = "test-model"
+connect_timeout_s = {timeout_s}
+first_byte_timeout_s = {timeout_s}
+idle_timeout_s = {timeout_s}
+total_timeout_s = 10
+{extra}
+""" for tier, name, kind in remotes)
+
+
+def core_settings(tmp_path: Path, toml: str):  # type: ignore[no-untyped-def]
+    from edge.config import load_settings
+
+    cfg = tmp_path / "core.toml"
+    cfg.write_text(f'ledger_path = "{tmp_path / "ledger.sqlite3"}"\n' + toml, encoding="utf-8")
+    return load_settings(cfg, environ={})
+
+
+class Core:
+    """An Engine built in-process (the fake local model, in-process providers by host)."""
+
+    def __init__(self, settings, providers: dict, **injected) -> None:  # type: ignore[no-untyped-def]
+        from edge.engine import Engine
+        from edge.runtime import Injected
+        from edge.testing.transport import Hosts
+
+        self.providers = providers
+        self.engine = Engine(settings, Injected(transport=Hosts(providers), **injected))
+
+    async def __aenter__(self) -> Core:
+        await self.engine.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.close()
+
+    async def ask(self, text: str = "Tell me about the fox.", *, stream: bool = False, timeout: float | None = 10,
+                  request_id: str = "", **draft: object):  # type: ignore[no-untyped-def]
+        """(the Result, every event before it) for one request."""
+        from edge.pipeline.admission import Arrival
+        from edge.types import Result
+        from edge.validation import Draft
+
+        events = []
+        arrival = Arrival(request_id or f"r{id(events)}", "test", stream=stream, time_remaining=timeout)
+        async for event in self.engine.serve(Draft(messages=[("user", text)], **draft), arrival):  # type: ignore[arg-type]
+            events.append(event)
+        assert isinstance(events[-1], Result)
+        return events[-1], events[:-1]
+
+    def status(self):  # type: ignore[no-untyped-def]
+        return self.engine.snapshot(budgets=False)

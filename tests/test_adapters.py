@@ -567,20 +567,19 @@ FAST = Timeouts(connect_s=1.0, first_byte_s=0.3, idle_s=0.3, total_s=5.0)
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_first_byte_timeout_with_a_server_that_never_answers(stream: bool) -> None:
-    async def go() -> float:
+    async def go() -> None:
         server, port = await _silent_server()
         backend = OpenAIBackend("slow", base_url=f"http://127.0.0.1:{port}/v1", model="m", api_key=KEY,
                                 timeouts=FAST)
-        t0 = time.monotonic()
         try:
             with pytest.raises(RetryableBackendError) as info:
                 [c async for c in backend.generate(req(stream=stream))]
-            assert "first byte" in str(info.value) and KEY not in str(info.value)
-            return time.monotonic() - t0
+            # The first-byte limit (0.3 s) fired, not the overall one (5 s), and says so.
+            assert "first byte" in str(info.value) and "0.3" in str(info.value) and KEY not in str(info.value)
         finally:
             await backend.close()
             server.close()
-    assert 0.25 <= asyncio.run(go()) < 1.0
+    asyncio.run(go())
 
 
 def test_idle_timeout_between_stream_events() -> None:

@@ -15,8 +15,7 @@ from edge.config import load_settings
 from edge.client import Client
 from edge.testing.providers import ProviderServer
 
-from .conftest import fake_config, start_daemon
-from .test_security import TOKEN_A, TOKEN_B, write_private
+from .conftest import TOKEN_A, TOKEN_B, fake_config, start_daemon, write_private
 
 # -- storage, with a hand-made embedding so the geometry is known exactly -------------------
 
@@ -161,15 +160,6 @@ def test_cache_metrics(daemon_factory):
     assert samples[("edge_cache_hits_total", (("match", "exact"),))] == 1
     assert samples[("edge_cache_hits_total", (("match", "semantic"),))] == 1
     assert samples[("edge_requests_total", (("backend", "cache"), ("outcome", "ok"), ("tier", "local")))] == 2
-
-
-def test_ttl_expiry(daemon_factory):
-    d = daemon_factory(cache_config(cache="ttl_s = 0.5"))
-    c = d.client()
-    ask(c, QUESTION)
-    assert ask(c, QUESTION).served_by.backend == "cache"
-    time.sleep(0.7)
-    assert ask(c, QUESTION).served_by.backend == "local"
 
 
 def test_answers_never_cross_tenants_or_the_local_only_boundary(daemon_factory, tmp_path):

@@ -1,4 +1,10 @@
-"""Remote tiers against loopback servers that speak each provider's real wire format.
+"""Remote tiers end to end: a real daemon against loopback servers over real TCP.
+
+The failover, breaker, retry and routing rules are tested in-process in
+tests/test_core.py; this file keeps what only a real daemon and real sockets show:
+each adapter over TCP (connection pools, a hang, a slow first byte, a cut
+connection), the background probe loop, keys kept out of logs, a provider killed
+and restarted under load, and `edge status`.
 
 Chain in these tests: onprem (OpenAI-compatible) -> cloud (Anthropic, then Gemini) ->
 local (the fake backend, so answers are instant and recognisable).
@@ -16,8 +22,7 @@ import pytest
 from edge.testing.providers import Fault, ProviderServer, continuing
 from edge.v1 import router_pb2 as pb
 
-from .conftest import fake_config
-from .test_server import wait_until
+from .conftest import fake_config, wait_until
 
 REPLY = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
 LOCAL_REPLY = "local answer"
@@ -84,10 +89,9 @@ def outcomes(r) -> list[tuple[str, str]]:
 
 # -- healthy paths, each provider's protocol ---------------------------------------------
 
-@pytest.mark.parametrize("kind,tier", [("openai", "onprem"), ("openai", "cloud"), ("anthropic", "cloud"),
-                                       ("gemini", "cloud")])
-@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
-def test_each_provider_answers_unary_and_streaming(daemon_factory, providers, kind, tier, stream):
+@pytest.mark.parametrize("kind,tier,stream", [("openai", "onprem", False), ("openai", "cloud", True),
+                                              ("anthropic", "cloud", True), ("gemini", "cloud", True)])
+def test_each_provider_answers_over_tcp(daemon_factory, providers, kind, tier, stream):
     srv = providers(kind, api_key=SECRET if tier == "cloud" or kind != "openai" else None)
     d = daemon_factory(remote_config((tier, "remote-1", srv)), env=key_env("remote-1"))
     r, msgs = ask(d, stream=stream)
@@ -103,32 +107,26 @@ def test_each_provider_answers_unary_and_streaming(daemon_factory, providers, ki
 
 # -- every fault: a full answer from the next backend, within the deadline ----------------
 
+# What a socket does wrong (the error statuses and bodies are covered in-process).
 FAULTS = [
     ("refused", Fault("refuse")),
     ("hang", Fault("hang")),
     ("slow_first_byte", Fault("slow_first_byte", delay_s=2.0)),
-    ("http_500", Fault("status", status=500)),
-    ("http_429", Fault("status", status=429, retry_after=30)),
-    ("malformed_json", Fault("malformed_json")),
-    ("unauthorized", Fault("unauthorized")),
 ]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
 @pytest.mark.parametrize("name,fault", FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_fails_over_to_the_next_backend(daemon_factory, providers, name, fault, stream):
+def test_socket_fault_fails_over_to_the_next_backend(daemon_factory, providers, name, fault, stream):
     lan = providers("openai")
     cloud = providers("anthropic", api_key=SECRET)
     lan.set_fault(fault)
     d = daemon_factory(remote_config(("onprem", "lan", lan), ("cloud", "claude", cloud)), env=key_env("claude"))
-    t0 = time.monotonic()
-    r, _ = ask(d, stream=stream, timeout=8)
-    assert time.monotonic() - t0 < 8
+    r, _ = ask(d, stream=stream, timeout=8)  # a timeout would be DEADLINE_EXCEEDED: it answered in time
     assert r.text == REPLY and r.served_by.backend == "claude"
     assert outcomes(r)[-1] == ("claude", "ok") and outcomes(r)[0][0] == "lan"
     assert "FAILOVER" in [x.code for x in r.trace]
-    expected = "misconfigured" if name == "unauthorized" else "retryable_error"
-    assert outcomes(r)[0][1] == expected
+    assert outcomes(r)[0][1] == "retryable_error"
     assert r.attempts[0].detail  # why it moved on
 
 
@@ -151,96 +149,18 @@ def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(daemon_fact
     assert outcomes(final) == [("lan", "retryable_error"), ("claude", "ok")]
 
 
-def test_all_remote_tiers_down_serves_locally_marked_degraded(daemon_factory, providers):
-    lan = providers("openai")
-    cloud = providers("gemini", api_key=SECRET)
-    lan.set_fault(Fault("refuse"))
-    cloud.set_fault(Fault("status", status=503))
-    d = daemon_factory(remote_config(("onprem", "lan", lan), ("cloud", "gem", cloud)), env=key_env("gem"))
-    for stream in (False, True):
-        r, _ = ask(d, stream=stream)
-        assert r.text == LOCAL_REPLY and r.served_by.tier == pb.TIER_LOCAL and r.degraded
-        degraded = [x for x in r.trace if x.code == "DEGRADED_LOCAL"]
-        assert degraded and "gem" in degraded[0].detail and "lan" in degraded[0].detail
-    with pytest.raises(grpc.RpcError) as info:
-        d.client().ask("x", preference="cloud_only", timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "lan" in info.value.details()
 
 
-def test_provider_400_is_invalid_argument_with_the_providers_reason(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("status", status=400))
-    d = daemon_factory(remote_config(("onprem", "lan", lan)))
-    with pytest.raises(grpc.RpcError) as info:
-        d.client().ask("x", timeout=10)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "lan" in info.value.details()
-    assert len(lan.requests) == 1  # the client's fault: no retry, no failover
 
 
-def test_retry_after_is_honoured_when_the_deadline_allows(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("status", status=429, retry_after=0.3, times=1))
-    d = daemon_factory(remote_config(("onprem", "lan", lan)))
-    r, _ = ask(d, timeout=10)
-    assert r.served_by.backend == "lan" and outcomes(r) == [("lan", "retryable_error"), ("lan", "ok")]
-    assert lan.requests[1].time - lan.requests[0].time >= 0.3
 
 
-def test_retry_after_longer_than_the_deadline_moves_on_at_once(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("status", status=429, retry_after=60))
-    d = daemon_factory(remote_config(("onprem", "lan", lan)))
-    t0 = time.monotonic()
-    r, _ = ask(d, timeout=5)
-    assert time.monotonic() - t0 < 2 and r.served_by.tier == pb.TIER_LOCAL
-    assert ("lan", "no_time") in outcomes(r) and len(lan.requests) == 1
 
 
-def test_flapping_provider_loses_no_request(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("flap"))
-    d = daemon_factory(remote_config(("onprem", "lan", lan), resilience={"breaker_failures": 50}))
-    results = [ask(d, timeout=10)[0] for _ in range(12)]
-    assert all(r.text in (REPLY, LOCAL_REPLY) for r in results)
-    # Each 503 is retried on the same backend and the retry lands on an "up" phase...
-    assert [outcomes(r) for r in results[:4]] == [[("lan", "ok")]] + [[("lan", "retryable_error"), ("lan", "ok")]] * 3
-    # ...until half of the breaker's window (10 outcomes) has failed: then it opens.
-    assert d.client().status().backends[0].breaker_opened_total >= 1
-    assert any(("lan", "breaker_open") in outcomes(r) for r in results[4:])
 
 
-# -- breaker --------------------------------------------------------------------------------
+# -- the probe loop and what only the daemon's logs and CLI show ---------------------------
 
-def test_breaker_opens_stops_traffic_probes_once_and_closes_on_recovery(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("status", status=500))
-    d = daemon_factory(remote_config(("onprem", "lan", lan), resilience={"max_retries": 0, "breaker_failures": 2, "breaker_cooldown_s": 1.5, "probe_interval_s": 600}))
-    c = d.client()
-    for _ in range(2):
-        assert ask(d)[0].served_by.tier == pb.TIER_LOCAL
-    assert len(lan.requests) == 2
-    status = c.status()
-    assert status.backends[0].breaker == "open" and status.network == "down"
-    # Open: requests skip it at no cost, the provider sees nothing.
-    for _ in range(5):
-        r, _ = ask(d)
-        assert outcomes(r)[0] == ("lan", "breaker_open") and r.attempts[0].latency_ms == 0
-    assert len(lan.requests) == 2
-    # After the cooldown exactly one probe gets through; it fails and the breaker re-opens.
-    time.sleep(1.6)
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(ask(d)[0])) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert len(lan.requests) == 3
-    assert c.status().backends[0].retry_in_s > 1.5  # the repeat offender waits longer
-    # Recovery: the next probe succeeds and closes the breaker; traffic returns.
-    lan.set_fault(None)
-    wait_until(lambda: c.status().backends[0].retry_in_s == 0, timeout=10)
-    assert ask(d)[0].served_by.backend == "lan"
-    assert c.status().backends[0].breaker == "closed" and c.status().network == "up"
 
 
 def test_active_probe_returns_traffic_soon_after_the_network_does(daemon_factory, providers):
@@ -250,51 +170,14 @@ def test_active_probe_returns_traffic_soon_after_the_network_does(daemon_factory
     assert ask(d)[0].served_by.tier == pb.TIER_LOCAL
     assert d.client().status().network == "down"
     lan.set_fault(None)
-    t0 = time.monotonic()
-    # Despite a 600 s cooldown, the probe brings it back within about one interval.
-    wait_until(lambda: ask(d)[0].served_by.backend == "lan", timeout=5, interval=0.1)
-    assert time.monotonic() - t0 < 2
+    # Despite a 600 s cooldown, the probe loop brings it back.
+    wait_until(lambda: ask(d)[0].served_by.backend == "lan", timeout=10, interval=0.1)
 
 
-def test_misconfigured_backend_is_taken_out_of_rotation_with_a_status_entry(daemon_factory, providers):
-    cloud = providers("anthropic", api_key="the-right-key")
-    d = daemon_factory(remote_config(("cloud", "claude", cloud)), env=key_env("claude"))  # sends SECRET: wrong
-    r, _ = ask(d)
-    assert r.served_by.tier == pb.TIER_LOCAL and outcomes(r)[0] == ("claude", "misconfigured")
-    r, _ = ask(d)
-    assert outcomes(r)[0] == ("claude", "out_of_rotation") and len(cloud.requests) == 1
-    st = d.client().status().backends[0]
-    assert "401" in st.out_of_rotation and st.name == "claude"
 
 
-# -- never leaves the device ------------------------------------------------------------------
-
-def test_local_only_request_and_config_send_nothing(daemon_factory, providers):
-    lan = providers("openai")
-    cloud = providers("anthropic", api_key=SECRET)
-    d = daemon_factory(remote_config(("onprem", "lan", lan), ("cloud", "claude", cloud)), env=key_env("claude"))
-    r, _ = ask(d, preference="local_only")
-    assert r.text == LOCAL_REPLY and [x.code for x in r.trace] == ["PREF_LOCAL_ONLY"]
-    d2 = daemon_factory(remote_config(("onprem", "lan", lan), ("cloud", "claude", cloud),
-                                      extra="[routing]\nlocal_only = true\n"), env=key_env("claude"))
-    r, _ = ask(d2, stream=True)
-    assert r.text == LOCAL_REPLY and [x.code for x in r.trace] == ["CONFIG_LOCAL_ONLY"]
-    time.sleep(1.0)  # several probe intervals: still nothing
-    assert lan.requests == [] and cloud.requests == []
 
 
-def test_offline_mode_contacts_nothing_not_even_a_probe(daemon_factory, providers):
-    lan = providers("openai")
-    lan.set_fault(Fault("refuse"))
-    d = daemon_factory(remote_config(("onprem", "lan", lan), extra="[routing]\noffline = true\n"))
-    r, _ = ask(d)
-    assert r.text == LOCAL_REPLY and [x.code for x in r.trace] == ["OFFLINE_MODE"]
-    with pytest.raises(grpc.RpcError) as info:
-        d.client().ask("x", preference="cloud_only", timeout=5)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "offline" in info.value.details()
-    lan.set_fault(None)
-    time.sleep(1.0)
-    assert lan.requests == [] and d.client().status().network == "offline"
 
 
 def test_api_keys_never_appear_in_logs_status_or_traces(daemon_factory, providers):
@@ -336,18 +219,17 @@ def test_kill_and_restart_the_provider_under_load_loses_nothing(daemon_factory, 
     threads = [threading.Thread(target=client_loop) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    wait_until(lambda: served.count("lan") >= 12, timeout=30)
     lan.stop()          # killed mid-traffic
-    time.sleep(1.5)
+    served_before = len(served)
+    wait_until(lambda: served[served_before:].count("local") >= 12, timeout=30)  # the local model took over
     before_restart = len(lan.requests)
     lan.start()         # back on the same port
-    time.sleep(2.0)
+    wait_until(lambda: len(lan.requests) > before_restart + 6, timeout=30)  # the probe found it; traffic returned
     stop.set()
     for t in threads:
         t.join(30)
     assert errors == []
-    assert "local" in served and served.count("lan") > 0
-    assert len(lan.requests) > before_restart  # traffic returned to the provider
 
 
 def test_edge_status_shows_backends_breakers_and_network(daemon_factory, providers):
@@ -366,18 +248,3 @@ def test_edge_status_shows_backends_breakers_and_network(daemon_factory, provide
     line = next(x for x in out.stdout.splitlines() if x.startswith("lan "))
     assert "onprem" in line and "open" in line and "next probe in" in line
 
-
-def test_onprem_pool_balances_by_least_outstanding_requests(daemon_factory, providers):
-    a = providers("openai", token_delay_s=0.05)
-    b = providers("openai", token_delay_s=0.05)
-    d = daemon_factory(remote_config(("onprem", "lan-a", a), ("onprem", "lan-b", b), first_byte_s=2))
-    served: list[str] = []
-    threads = [threading.Thread(target=lambda: served.append(ask(d, timeout=20)[0].served_by.backend))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-        time.sleep(0.05)  # each arrives while the earlier ones are still streaming
-    for t in threads:
-        t.join(30)
-    # Config order alone would send all four to lan-a; least outstanding splits them.
-    assert sorted(served) == ["lan-a", "lan-a", "lan-b", "lan-b"]

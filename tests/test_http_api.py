@@ -13,8 +13,7 @@ import pytest
 
 from edge.testing.providers import ProviderServer
 
-from .conftest import fake_config
-from .test_security import TOKEN_A, write_private
+from .conftest import TOKEN_A, fake_config, write_private
 
 
 def http_config(reply: str = "hello from edge", extra: str = "") -> str:

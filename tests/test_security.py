@@ -24,17 +24,7 @@ from edge.client import Client
 from edge.errors import ConfigError
 from edge.security import RateLimiter, TokenStore, check_private_file
 
-from .conftest import SERVING, fake_config, health_status, start_daemon
-
-TOKEN_A = "tok-alpha-0123456789abcdef"
-TOKEN_B = "tok-bravo-0123456789abcdef"
-
-
-def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
-    path.write_text(text, encoding="utf-8")
-    path.chmod(mode)
-    return path
-
+from .conftest import SERVING, TOKEN_A, TOKEN_B, fake_config, health_status, start_daemon, write_private
 
 def code_of(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:

@@ -10,8 +10,7 @@ import pytest
 from edge.testing.providers import ProviderServer
 from edge.v1 import router_pb2 as pb
 
-from .conftest import fake_config
-from .test_server import wait_until
+from .conftest import fake_config, wait_until
 
 LOCAL = " ".join(f"w{i}" for i in range(40))
 

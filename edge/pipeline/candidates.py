@@ -7,13 +7,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from edge.backends.base import LocalModel, RemoteModel
-from edge.backends.base import Backend
+from edge.backends.base import Backend, LocalModel, RemoteModel
 from edge.resilience import BreakerState, CircuitBreaker
 from edge.router.estimates import Ema
 from edge.types import Tier
 
-__all__ = ["RemoteState", "Candidate", "probe_loop"]
+__all__ = ["RemoteState", "Candidate", "probe_once", "probe_loop"]
 
 log = logging.getLogger("edge.failover")
 
@@ -53,18 +52,23 @@ class Candidate:
     remote: RemoteState | None = None
 
 
+async def probe_once(states: list[RemoteState]) -> None:
+    """Check each backend whose breaker is open, cheaply; one that answers lets the next
+    request through at once instead of waiting out its cooldown."""
+    for st in states:
+        if st.out_of_rotation or st.breaker.state != BreakerState.OPEN:
+            continue
+        try:
+            await st.backend.probe()
+        except Exception as exc:  # noqa: BLE001 - a failed probe is the expected case while down
+            log.debug("probe failed", extra={"backend": st.backend.name, "error": str(exc)})
+            continue
+        log.info("probe succeeded; backend back in rotation", extra={"backend": st.backend.name})
+        st.breaker.reset_for_probe()
+
+
 async def probe_loop(states: list[RemoteState], interval_s: float) -> None:
-    """While a backend's breaker is open, check it cheaply every `interval_s`; when it
-    answers, let the next request through at once instead of waiting out the cooldown."""
+    """probe_once every `interval_s`, for as long as the daemon runs."""
     while True:
         await asyncio.sleep(interval_s)
-        for st in states:
-            if st.out_of_rotation or st.breaker.state != BreakerState.OPEN:
-                continue
-            try:
-                await st.backend.probe()
-            except Exception as exc:  # noqa: BLE001 - a failed probe is the expected case while down
-                log.debug("probe failed", extra={"backend": st.backend.name, "error": str(exc)})
-                continue
-            log.info("probe succeeded; backend back in rotation", extra={"backend": st.backend.name})
-            st.breaker.reset_for_probe()
+        await probe_once(states)

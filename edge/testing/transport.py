@@ -1,0 +1,163 @@
+"""An in-process provider: an httpx transport that answers with a provider's real wire format.
+
+The companion of edge.testing.providers (a real server over loopback TCP): the same
+bodies, stream events and error shapes (built by edge.testing._wire), the same fault
+kinds, but no socket and no thread, so the core's failover, breakers and cascade can
+be tested in one event loop, in milliseconds:
+
+    transport = ProviderTransport("openai", reply="Paris.")
+    engine = Engine(settings, Injected(transport=transport))
+    transport.set_fault(Fault("status", status=503, times=1))
+
+Only chat completions (unary and streaming) and the model listing (what a probe asks
+for) are answered; the API key is not checked. Faults: refuse (connection refused),
+hang (never answers: the client's own timeout ends it), status, cut_stream,
+malformed_json, unauthorized and flap, as the server documents them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from edge.testing._wire import (
+    _anthropic_events,
+    _dumps,
+    _error_body,
+    _gemini_chunks,
+    _gemini_response,
+    _openai_events,
+    _openai_usage,
+    _plan,
+    _retry_after,
+)
+from edge.testing.providers import Fault
+
+__all__ = ["Hosts", "ProviderTransport", "Seen"]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A request the transport received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass
+class ProviderTransport(httpx.AsyncBaseTransport):
+    kind: str = "openai"
+    reply: str | Callable[[dict], str] = "Hello from the in-process provider."
+    requests: list[Seen] = field(default_factory=list)
+    _fault: Fault | None = None
+    _left: int | None = None
+    _count: int = 0
+
+    def set_fault(self, fault: Fault | None) -> None:
+        self._fault, self._left, self._count = fault, (fault.times if fault else None), 0
+
+    def _next_fault(self) -> Fault | None:
+        fault = self._fault
+        if fault is None:
+            return None
+        if self._left is not None:
+            if self._left <= 0:
+                return None
+            self._left -= 1
+        n, self._count = self._count, self._count + 1
+        if fault.kind == "flap":
+            return Fault("status", status=503) if n % 2 else None
+        return fault
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        fault = self._next_fault()
+        if fault is not None and fault.kind == "refuse":
+            raise httpx.ConnectError("connection refused (in-process provider)", request=request)
+        body = json.loads(request.content) if request.content else None
+        self.requests.append(Seen(request.method, request.url.path, dict(request.headers), body, time.monotonic()))
+        if fault is not None and fault.kind == "hang":
+            await asyncio.Event().wait()  # until the client's timeout cancels it
+        if fault is not None and fault.kind in ("status", "unauthorized"):
+            status = fault.status if fault.kind == "status" else 403 if self.kind == "gemini" else 401
+            headers = {"Retry-After": _retry_after(fault.retry_after)} if fault.retry_after is not None else {}
+            return httpx.Response(status, headers=headers, json=_error_body(self.kind, status))
+        if request.method == "GET":
+            return httpx.Response(200, json={"object": "list", "data": []})
+        return self._answer(request, body or {}, fault)
+
+    def _answer(self, request: httpx.Request, body: dict, fault: Fault | None) -> httpx.Response:
+        text = self.reply(body) if callable(self.reply) else self.reply
+        plan = _plan(self.kind, body, text)
+        path = request.url.path
+        in_path = re.search(r"models/([^/:]+)", path)
+        model = in_path.group(1) if self.kind == "gemini" and in_path else str(body.get("model"))
+        broken = fault.kind if fault is not None else ""
+        if body.get("stream") is True or path.endswith(":streamGenerateContent"):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                                  stream=_Stream(self._events(plan, model, body), broken, fault))
+        if broken == "malformed_json":
+            return httpx.Response(200, content=b'{"id": "malformed", "choices": [{"message": {"content": "unter')
+        return httpx.Response(200, json=self._unary(plan, model))
+
+    def _events(self, plan: Any, model: str, body: dict) -> list[tuple[bool, int, bytes]]:
+        if self.kind == "openai":
+            return _openai_events(plan, model, body)
+        if self.kind == "anthropic":
+            return _anthropic_events(plan, model)
+        return [(t, w, b"data: " + _dumps(r) + b"\r\n\r\n") for t, w, r in _gemini_chunks(plan, model)]
+
+    def _unary(self, plan: Any, model: str) -> dict[str, Any]:
+        if self.kind == "openai":
+            return {"id": "chatcmpl-inprocess", "object": "chat.completion", "created": 0, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text},
+                                 "finish_reason": plan.reason("openai")}], "usage": _openai_usage(plan)}
+        if self.kind == "anthropic":
+            return {"id": "msg_inprocess", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": plan.text}], "stop_reason": plan.reason("anthropic"),
+                    "stop_sequence": plan.stop_sequence,
+                    "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}
+        return _gemini_response(plan, model, plan.text, "inprocess", final=True)
+
+
+class _Stream(httpx.AsyncByteStream):
+    """The events of a stream; `cut_stream` raises what a dropped connection raises mid-body."""
+
+    def __init__(self, events: list[tuple[bool, int, bytes]], broken: str, fault: Fault | None) -> None:
+        self.events, self.broken, self.fault = events, broken, fault
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.broken == "malformed_json":
+            yield b"data: {not json\n\n"
+            return
+        sent = 0
+        for terminal, words, frame in self.events:
+            if self.broken == "cut_stream" and self.fault is not None and (
+                    terminal or (words and sent >= self.fault.after_events)):
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            await asyncio.sleep(0)  # one event per loop turn, as over a socket
+            yield frame
+            sent += words
+
+
+class Hosts(httpx.AsyncBaseTransport):
+    """One transport per host name: `Hosts({"lan": ProviderTransport(), ...})` answers
+    http://lan/... with the first, so several remote backends share one injected transport."""
+
+    def __init__(self, by_host: dict[str, httpx.AsyncBaseTransport]) -> None:
+        self.by_host = by_host
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self.by_host.get(request.url.host)
+        if transport is None:
+            raise httpx.ConnectError(f"no in-process provider named {request.url.host!r}", request=request)
+        return await transport.handle_async_request(request)

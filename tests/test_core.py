@@ -1,0 +1,450 @@
+"""The request path in-process: failover, breakers, retries, the cascade, the cost gate,
+routing and the PII guard, on the fake local model and in-process providers that speak
+each provider's wire format (edge.testing.transport), with a fake clock for breakers.
+
+No subprocess, no socket, no sleep waiting for a timer. tests/test_failover.py keeps the
+same behaviours end to end over real TCP, where only a real daemon can show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from edge.errors import InvalidArgument, Unavailable
+from edge.pipeline.candidates import probe_once
+from edge.router.load import FixedLoad, LoadSample
+from edge.testing.providers import Fault, continuing
+from edge.testing.transport import ProviderTransport
+from edge.types import Notice, Outcome, Preference, Tier
+
+from .conftest import Core, FakeClock, core_settings, fake_config, remote_entries
+
+REPLY = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
+LOCAL_REPLY = "local answer"
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def chain_toml(*remotes: tuple[str, str, str], resilience: dict | None = None, extra: str = "",
+               local: str = "") -> str:
+    """The fake local model last in a chain of remote backends (strategy chain: remote first)."""
+    knobs = {"backoff_base_s": 0.001, "probe_interval_s": 600, "breaker_cooldown_s": 1, **(resilience or {})}
+    routing = '[routing]\nstrategy = "chain"\n' if "[routing]" not in extra else ""
+    return (fake_config(reply=LOCAL_REPLY, extra=local) + routing + extra + "\n[resilience]\n"
+            + "".join(f"{k} = {v}\n" for k, v in knobs.items()) + remote_entries(*remotes))
+
+
+def providers(*names_kinds: tuple[str, str], reply: Any = None) -> dict[str, ProviderTransport]:
+    return {name: ProviderTransport(kind, reply=reply or continuing(REPLY)) for name, kind in names_kinds}
+
+
+def outcomes(result: Any) -> list[tuple[str, str]]:
+    return [(a.backend, str(a.outcome)) for a in result.attempts]
+
+
+def codes(result: Any) -> list[str]:
+    return [r.code for r in result.trace]
+
+
+# -- each provider's protocol, unary and streaming -----------------------------------------------
+
+@pytest.mark.parametrize("kind,tier", [("openai", "onprem"), ("openai", "cloud"), ("anthropic", "cloud"),
+                                       ("gemini", "cloud")])
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_each_provider_answers_unary_and_streaming(tmp_path, kind, tier, stream):
+    p = providers(("remote-1", kind))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml((tier, "remote-1", kind))), p) as core:
+            r, events = await core.ask(stream=stream)
+        assert r.text == REPLY and r.backend == "remote-1" and r.tier == Tier(tier)
+        assert r.completion_tokens == len(REPLY.split()) and r.prompt_tokens > 0
+        assert outcomes(r) == [("remote-1", "ok")] and not r.degraded
+        if stream:
+            assert sum(1 for e in events if isinstance(e, str)) > 3
+        assert "Tell me about the fox." in json.dumps(p["remote-1"].requests[-1].body)
+
+    run(scenario())
+
+
+# -- every fault: a full answer from the next backend ---------------------------------------------
+
+FAULTS = [
+    ("refused", Fault("refuse"), "retryable_error"),
+    ("hang", Fault("hang"), "retryable_error"),
+    ("http_500", Fault("status", status=500), "retryable_error"),
+    ("http_429", Fault("status", status=429, retry_after=30), "retryable_error"),
+    ("malformed_json", Fault("malformed_json"), "retryable_error"),
+    ("unauthorized", Fault("unauthorized"), "misconfigured"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+@pytest.mark.parametrize("name,fault,expected", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_fails_over_to_the_next_backend(tmp_path, name, fault, expected, stream):
+    p = providers(("lan", "openai"), ("claude", "anthropic"))
+    p["lan"].set_fault(fault)
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), ("cloud", "claude", "anthropic"))
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, _ = await core.ask(stream=stream, timeout=8)
+        assert r.text == REPLY and r.backend == "claude"
+        assert outcomes(r)[0] == ("lan", expected) and outcomes(r)[-1] == ("claude", "ok")
+        assert "FAILOVER" in codes(r) and r.attempts[0].detail
+
+    run(scenario())
+
+
+def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(tmp_path):
+    p = providers(("lan", "openai"), ("claude", "anthropic"))
+    p["lan"].set_fault(Fault("cut_stream", after_events=4))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), ("cloud", "claude", "anthropic"))
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, events = await core.ask(stream=True)
+        notices = [i for i, e in enumerate(events) if isinstance(e, Notice)]
+        assert len(notices) == 1 and events[notices[0]].reason.code == "FAILOVER_MID_STREAM"
+        before = "".join(e for e in events[:notices[0]] if isinstance(e, str))
+        assert before and "".join(e for e in events if isinstance(e, str)) == r.text == REPLY
+        last = p["claude"].requests[-1].body["messages"][-1]  # asked to continue, not restart
+        assert last["role"] == "assistant" and before.strip() in json.dumps(last)
+        assert outcomes(r) == [("lan", "retryable_error"), ("claude", "ok")]
+
+    run(scenario())
+
+
+def test_all_remote_tiers_down_serves_locally_marked_degraded(tmp_path):
+    p = providers(("lan", "openai"), ("gem", "gemini"))
+    p["lan"].set_fault(Fault("refuse"))
+    p["gem"].set_fault(Fault("status", status=503))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), ("cloud", "gem", "gemini"))
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            for stream in (False, True):
+                r, _ = await core.ask(stream=stream)
+                assert r.text == LOCAL_REPLY and r.tier == Tier.LOCAL and r.degraded
+                degraded = next(x for x in r.trace if x.code == "DEGRADED_LOCAL")
+                assert "gem" in degraded.detail and "lan" in degraded.detail
+            with pytest.raises(Unavailable, match="lan"):
+                await core.ask(preference=Preference.CLOUD_ONLY)
+
+    run(scenario())
+
+
+def test_provider_400_is_invalid_argument_without_retry_or_failover(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("status", status=400))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))), p) as core:
+            with pytest.raises(InvalidArgument, match="lan"):
+                await core.ask()
+            assert core.status().backends[0].breaker == "closed"  # it answered: the request was at fault
+        assert len(p["lan"].requests) == 1
+
+    run(scenario())
+
+
+def test_retry_after_is_honoured_when_the_deadline_allows(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("status", status=429, retry_after=0.05, times=1))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))), p) as core:
+            r, _ = await core.ask()
+        assert r.backend == "lan" and outcomes(r) == [("lan", "retryable_error"), ("lan", "ok")]
+        first, second = p["lan"].requests
+        assert second.at - first.at >= 0.05
+
+    run(scenario())
+
+
+def test_retry_after_longer_than_the_deadline_moves_on_at_once(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("status", status=429, retry_after=60))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))), p) as core:
+            r, _ = await core.ask(timeout=5)
+        assert r.tier == Tier.LOCAL and ("lan", "no_time") in outcomes(r) and len(p["lan"].requests) == 1
+
+    run(scenario())
+
+
+def test_flapping_provider_loses_no_request_and_opens_on_the_failure_rate(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("flap"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), resilience={"breaker_failures": 50})
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            results = [(await core.ask())[0] for _ in range(12)]
+            assert core.status().backends[0].breaker_opened_total >= 1
+        assert all(r.text in (REPLY, LOCAL_REPLY) for r in results)
+        # Each 503 is retried on the same backend and the retry lands on an "up" phase...
+        assert [outcomes(r) for r in results[:4]] == [[("lan", "ok")]] + [[("lan", "retryable_error"), ("lan", "ok")]] * 3
+        # ...until half of the breaker's window has failed: then it opens.
+        assert any(("lan", "breaker_open") in outcomes(r) for r in results[4:])
+
+    run(scenario())
+
+
+# -- breakers, on a fake clock ----------------------------------------------------------------------
+
+def test_breaker_opens_skips_at_no_cost_lets_one_probe_through_and_closes_on_recovery(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("status", status=500))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"),
+                          resilience={"max_retries": 0, "breaker_failures": 2, "breaker_cooldown_s": 1.5})
+        async with Core(core_settings(tmp_path, toml), p, clock=clock) as core:
+            for _ in range(2):
+                assert (await core.ask())[0].tier == Tier.LOCAL
+            assert core.status().backends[0].breaker == "open" and core.status().network == "down"
+            for _ in range(5):  # open: skipped at no cost, the provider sees nothing
+                r, _ = await core.ask()
+                assert outcomes(r)[0] == ("lan", "breaker_open") and r.attempts[0].latency_ms == 0
+            assert len(p["lan"].requests) == 2
+            clock.advance(1.6)  # after the cooldown, one probe among concurrent requests
+            await asyncio.gather(*(core.ask() for _ in range(4)))
+            assert len(p["lan"].requests) == 3
+            assert core.status().backends[0].retry_in_s > 1.5  # the repeat offender waits longer
+            p["lan"].set_fault(None)
+            clock.advance(core.status().backends[0].retry_in_s)
+            assert (await core.ask())[0].backend == "lan"
+            assert core.status().backends[0].breaker == "closed" and core.status().network == "up"
+
+    run(scenario())
+
+
+def test_a_probe_returns_traffic_before_the_cooldown_ends(tmp_path):
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("refuse"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"),
+                          resilience={"max_retries": 0, "breaker_failures": 1, "breaker_cooldown_s": 600})
+        async with Core(core_settings(tmp_path, toml), p, clock=FakeClock()) as core:
+            assert (await core.ask())[0].tier == Tier.LOCAL
+            states = list(core.engine.runtime.remotes.values())
+            await probe_once(states)  # still refused: stays open
+            assert core.status().backends[0].breaker == "open"
+            p["lan"].set_fault(None)
+            await probe_once(states)
+            assert (await core.ask())[0].backend == "lan"
+
+    run(scenario())
+
+
+def test_misconfigured_backend_is_taken_out_of_rotation_with_a_status_entry(tmp_path):
+    p = providers(("claude", "anthropic"))
+    p["claude"].set_fault(Fault("unauthorized"))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("cloud", "claude", "anthropic"))), p) as core:
+            r, _ = await core.ask()
+            assert r.tier == Tier.LOCAL and outcomes(r)[0] == ("claude", "misconfigured")
+            r, _ = await core.ask()
+            assert outcomes(r)[0] == ("claude", "out_of_rotation")
+            assert "401" in core.status().backends[0].out_of_rotation
+        assert len(p["claude"].requests) == 1
+
+    run(scenario())
+
+
+def test_onprem_pool_balances_by_least_outstanding_requests(tmp_path):
+    p = providers(("lan-a", "openai"), ("lan-b", "openai"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan-a", "openai"), ("onprem", "lan-b", "openai"))
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            served = [r.backend for r, _ in await asyncio.gather(*(core.ask(stream=True) for _ in range(4)))]
+        # Config order alone would send all four to lan-a; least outstanding splits them.
+        assert sorted(served) == ["lan-a", "lan-a", "lan-b", "lan-b"]
+
+    run(scenario())
+
+
+# -- what never leaves the device -------------------------------------------------------------------
+
+def test_local_only_request_config_and_offline_mode_send_nothing(tmp_path):
+    p = providers(("lan", "openai"))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))), p) as core:
+            r, _ = await core.ask(preference=Preference.LOCAL_ONLY)
+            assert r.text == LOCAL_REPLY and codes(r) == ["PREF_LOCAL_ONLY"]
+        for extra, code in (("local_only = true", "CONFIG_LOCAL_ONLY"), ("offline = true", "OFFLINE_MODE")):
+            toml = chain_toml(("onprem", "lan", "openai"), extra=f'[routing]\nstrategy = "chain"\n{extra}\n')
+            async with Core(core_settings(tmp_path, toml), p) as core:
+                r, _ = await core.ask(stream=True)
+                assert r.text == LOCAL_REPLY and codes(r) == [code]
+                # Offline: no remote backend is even built, so nothing can contact one, not even a probe.
+                assert bool(core.engine.runtime.remotes) == (code == "CONFIG_LOCAL_ONLY")
+                with pytest.raises(Unavailable):
+                    await core.ask(preference=Preference.CLOUD_ONLY)
+        assert p["lan"].requests == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["keep_local", "redact"])
+def test_pii_is_kept_local_or_redacted_and_put_back(tmp_path, mode):
+    p = providers(("lan", "openai"), reply=lambda body: "Write to [EMAIL_1] today.")
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), extra=f'[privacy]\npii = "{mode}"\n')
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, _ = await core.ask("Email ada@example.com about the fox.", stream=True)
+        if mode == "keep_local":
+            assert r.tier == Tier.LOCAL and "PII_KEEP_LOCAL" in codes(r) and p["lan"].requests == []
+        else:
+            sent = json.dumps(p["lan"].requests[-1].body)
+            assert "ada@example.com" not in sent and "[EMAIL_1]" in sent
+            assert r.backend == "lan" and r.text == "Write to ada@example.com today." and "PII_REDACTED" in codes(r)
+
+    run(scenario())
+
+
+# -- the cost gate ------------------------------------------------------------------------------------
+
+PRICES = """
+[[cost.prices]]
+provider = "openai"
+model = "test-model"
+input_per_mtok = 1000.0
+output_per_mtok = 2000.0
+"""
+
+
+def test_cost_ceiling_and_budget_keep_requests_local_with_the_reason(tmp_path):
+    p = providers(("cloud", "openai"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("cloud", "cloud", "openai"), extra=f'[cost]\nmax_cost_per_request_usd = 0.01\n{PRICES}')
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, _ = await core.ask(max_tokens=1000)  # up to $2 at max_tokens
+            assert r.tier == Tier.LOCAL and "COST_OVER_COST_CEILING" in codes(r)
+            r, _ = await core.ask(max_tokens=2)
+            assert r.backend == "cloud" and r.cost_usd > 0
+        budget = chain_toml(("cloud", "cloud", "openai"), extra=f'[cost]\ndaily_budget_usd = {r.cost_usd * 1.5}\n{PRICES}')
+        async with Core(core_settings(tmp_path, budget), p) as core:  # the same ledger: one answer already spent
+            r, _ = await core.ask(max_tokens=2)
+            assert r.tier == Tier.LOCAL and "COST_OVER_BUDGET" in codes(r)
+        assert len(p["cloud"].requests) == 1
+
+    run(scenario())
+
+
+# -- routing signals and the cascade ---------------------------------------------------------------------
+
+class FixedDifficulty:
+    """A classifier that scores every prompt the same."""
+
+    encoder = None
+
+    def __init__(self, score: float) -> None:
+        self._score = score
+
+    def score(self, messages: Any) -> float:
+        return self._score
+
+
+def smart_toml(*, local: str = "", routing: str = "") -> str:
+    return (fake_config(reply="Paris is the capital. More text follows here.", extra=local)
+            + f"[routing]\nstrategy = \"smart\"\ncascade_holdback_tokens = 8\n{routing}\n"
+            + "[resilience]\nbackoff_base_s = 0.001\nprobe_interval_s = 600\n"
+            + remote_entries(("cloud", "cloud", "openai")))
+
+
+@pytest.mark.parametrize("score,where,code", [(0.9, Tier.CLOUD, "DIFFICULTY_HIGH"), (0.1, Tier.LOCAL, "DIFFICULTY_LOW")])
+def test_difficulty_decides_between_local_and_remote(tmp_path, score, where, code):
+    async def scenario() -> None:
+        toml = smart_toml(routing="cascade = false")
+        async with Core(core_settings(tmp_path, toml), providers(("cloud", "openai")), load=FixedLoad(),
+                        classifier=FixedDifficulty(score)) as core:
+            r, _ = await core.ask()
+        assert r.tier == where and code in codes(r)
+
+    run(scenario())
+
+
+def test_cpu_load_from_other_programs_sends_requests_remote(tmp_path):
+    busy = LoadSample(cpu_percent=97.0, memory_percent=20.0, battery_percent=None, on_battery=False,
+                      thermal_throttled=False)
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, smart_toml()), providers(("cloud", "openai")),
+                        load=FixedLoad(busy), classifier=FixedDifficulty(0.1)) as core:
+            r, _ = await core.ask()
+        assert r.tier == Tier.CLOUD and "LOAD_CPU" in codes(r)
+
+    run(scenario())
+
+
+CASCADE = "difficulty_threshold = 1.0\ncascade_band = 0.0\ncascade_min_mean_logprob = -1.0\ncascade_min_token_logprob = -100"
+
+
+@pytest.mark.parametrize("logprob,fault,breaker_open,expect", [
+    (-0.1, None, False, "CASCADE_CONFIDENT"),
+    (-5.0, None, False, "CASCADE_ESCALATED"),
+    (-5.0, Fault("status", status=503), False, "DEGRADED_LOCAL"),
+    (-5.0, None, True, "CASCADE_KEPT_LOCAL"),
+], ids=["confident", "escalated", "escalation_failed", "nowhere_to_go"])
+def test_cascade_judges_the_local_answer(tmp_path, logprob, fault, breaker_open, expect):
+    p = providers(("cloud", "openai"), reply=lambda body: "Paris.")
+    p["cloud"].set_fault(fault)
+
+    async def scenario() -> None:
+        toml = smart_toml(local=f"fake_logprob = {logprob}", routing=CASCADE)
+        async with Core(core_settings(tmp_path, toml), p, load=FixedLoad(), classifier=FixedDifficulty(0.5),
+                        clock=FakeClock()) as core:
+            if breaker_open:
+                for st in core.engine.runtime.remotes.values():
+                    for _ in range(10):
+                        st.breaker.record_failure()
+            r, events = await core.ask(stream=True)
+        assert expect in codes(r) + [e.reason.code for e in events if isinstance(e, Notice)]
+        local_attempts = [a for a in r.attempts if a.backend == "local"]
+        if expect == "CASCADE_CONFIDENT":
+            assert r.backend == "local" and not r.degraded and not p["cloud"].requests
+        elif expect == "CASCADE_ESCALATED":
+            # The unconfident local text never reached the client: only the remote answer did.
+            assert r.backend == "cloud" and "".join(e for e in events if isinstance(e, str)) == "Paris."
+            assert local_attempts[0].outcome == Outcome.LOW_CONFIDENCE
+        elif expect == "DEGRADED_LOCAL":
+            assert r.backend == "local" and r.degraded and [a.outcome for a in local_attempts] == [
+                Outcome.LOW_CONFIDENCE, Outcome.OK]
+        else:
+            assert r.backend == "local" and r.degraded and len(local_attempts) == 1 and not p["cloud"].requests
+
+    run(scenario())
+
+
+def test_answers_and_failures_are_recorded_in_the_ledger(tmp_path):
+    """One recorder for every ending: the ledger holds a row for an answer and for a refusal."""
+    from edge.ledger import Ledger
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))),
+                        providers(("lan", "openai"))) as core:
+            await core.ask(request_id="ok-1")
+            with pytest.raises(InvalidArgument, match="params.temperature"):
+                await core.ask(request_id="bad-1", temperature=5.0)
+
+    run(scenario())
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        rows = {e.request_id: e.outcome for e in ledger.entries()}
+    assert rows == {"ok-1": "ok", "bad-1": "INVALID_ARGUMENT"}
