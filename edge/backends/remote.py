@@ -255,11 +255,25 @@ class RemoteBackend(Backend):
                     if text:
                         yield Chunk(text=text)
                     step, label = loop.time() + self.timeouts.idle_s, "idle"
+                if state.done:
+                    await self._drain(events, loop.time() + self.timeouts.idle_s)
             yield Chunk(finish_reason=state.finish_reason or "stop", prompt_tokens=state.prompt_tokens,
                         completion_tokens=state.completion_tokens)
         finally:
             await events.aclose()
             await response.aclose()
+
+    async def _drain(self, events: AsyncIterator[SSEEvent], until: float) -> None:
+        """Read what follows the terminal event (the chunked body's end), so the pooled
+        connection can be reused: a response closed before its end closes its connection,
+        and the next request pays for a new one. A server that never ends the body costs
+        at most the idle limit; the answer is complete either way."""
+        try:
+            async with asyncio.timeout_at(until):
+                async for _ in events:
+                    pass
+        except (TimeoutError, httpx.HTTPError):
+            pass
 
     async def probe(self) -> None:
         """Reachability for the network monitor: any answer below 500 except 401/403
