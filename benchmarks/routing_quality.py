@@ -63,10 +63,11 @@ with its default thresholds (difficulty >= 0.5 remote; 0.25 <= difficulty < 0.5 
 locally and escalated when the confidence gate fails after 16 tokens, mean >= -1.0 and
 min token >= -8.0; below 0.25 local).
 
-Decision latency: for each held-out prompt, the daemon's routing decision as
-edge.engine makes it: decide() + LoadMonitor.sample() + the classifier score (through
-asyncio.to_thread, as the engine does) + Signals + weigh(); timed after all generation
-has finished (the model idle), p50 and p99 over the prompts (and passes).
+Decision latency: for each held-out prompt, the daemon's own plan stage
+(edge.pipeline.planning.Planner.plan: PII scan, decide, cost gate, signals with the
+live load monitor and the classifier, weigh) on an engine built in-process; timed
+after all generation has finished (the model idle), p50 and p99 over the prompts
+(and passes).
 
 Targets (from the issue): the best real router (heuristic, classifier, cascade,
 classifier+cascade) should have cpt95 <= random - 0.6 x (random - oracle) and
@@ -129,12 +130,12 @@ from edge.backends.openai import OpenAIBackend  # noqa: E402
 from edge.catalog import default_models_dir, load_manifest  # noqa: E402
 from edge.config import RoutingSettings  # noqa: E402
 from edge.confidence import Confidence, GatePoint, is_confident  # noqa: E402
-from edge.pricing import CostSettings, Price, cost_usd, local_cost_usd  # noqa: E402
-from edge.router import Signals, Thresholds, decide, weigh  # noqa: E402
+from edge.config import CostSettings  # noqa: E402
+from edge.pricing import Price, cost_usd, local_cost_usd  # noqa: E402
+from edge.router import Thresholds  # noqa: E402
 from edge.router.classifier import DifficultyClassifier  # noqa: E402
 from edge.router.load import LoadMonitor  # noqa: E402
 from edge.testing.providers import ProviderServer  # noqa: E402
-from edge.v1 import router_pb2 as pb  # noqa: E402
 
 HELD_OUT = ("arithmetic", "factual")
 LABELS = ROOT / "models" / "router" / "labels.jsonl"
@@ -218,29 +219,50 @@ async def remote_answer(backend: OpenAIBackend, prompt: str, max_tokens: int) ->
 
 
 async def time_decisions(clf: DifficultyClassifier, prompts: list[str], passes: int) -> list[float]:
-    """Seconds per routing decision, made as edge.engine makes it for a smart-routed request."""
-    monitor = LoadMonitor()
-    th = Thresholds()
+    """Seconds per routing decision: the daemon's own plan stage (edge.pipeline.planning:
+    PII scan, decide, cost gate, signals with the live load monitor and this classifier,
+    weigh), on an engine built in-process with the fake local model and one cloud tier."""
+    import tempfile
 
-    async def one(prompt: str) -> float:
-        t0 = time.perf_counter()
-        decision = decide(requested_model="", preference=pb.ROUTE_PREFERENCE_UNSPECIFIED, local_models=["local"],
-                          default_model="local", remote_tiers=("cloud",))
-        load = monitor.sample()
-        difficulty = await asyncio.to_thread(clf.score, [("user", prompt)])
-        signals = Signals(local_predicted_s=None, remote_predicted_s=None, remote_affordable=True, queue_depth=0,
-                          cpu_percent=load.cpu_percent, memory_percent=load.memory_percent,
-                          battery_percent=load.battery_percent, on_battery=load.on_battery,
-                          thermal_throttled=load.thermal_throttled, difficulty=difficulty)
-        weigh(decision, signals, th)
-        return time.perf_counter() - t0
+    from edge.config import load_settings
+    from edge.engine import Engine
+    from edge.runtime import Injected
+    from edge.tracing import NOOP
+    from edge.validation import Draft, validate
 
-    for prompt in prompts[:10]:  # warm-up: first runs allocate and pick kernels
-        await one(prompt)
-    out: list[float] = []
-    for _ in range(passes):
-        for prompt in prompts:
-            out.append(await one(prompt))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "edge.toml"
+        cfg.write_text(f"""
+ledger_path = "{Path(tmp) / 'ledger.sqlite3'}"
+[local]
+default_model = "local"
+[[local.models]]
+name = "local"
+backend = "fake"
+[[cloud]]
+name = "cloud"
+base_url = "http://cloud.invalid"
+model = "m"
+""")
+        settings = load_settings(cfg, environ={})
+        engine = Engine(settings, Injected(classifier=clf, load=LoadMonitor()))
+        planner = engine.planner  # the plan stage alone: nothing is generated, nothing is sent
+
+        async def one(prompt: str) -> float:
+            req = validate(Draft(messages=[("user", prompt)]), settings.limits, request_id="t", time_remaining=None)
+            t0 = time.perf_counter()
+            await planner.plan(req, NOOP)
+            return time.perf_counter() - t0
+
+        try:
+            for prompt in prompts[:10]:  # warm-up: first runs allocate and pick kernels
+                await one(prompt)
+            out: list[float] = []
+            for _ in range(passes):
+                for prompt in prompts:
+                    out.append(await one(prompt))
+        finally:
+            await engine.close()
     return out
 
 

@@ -291,8 +291,6 @@ def cmd_bundle_install(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- profile ------------------------------------------------------------------------------
-
 # -- usage --------------------------------------------------------------------------------
 
 def cmd_usage(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ import time
 
 from edge.ledger import BudgetStatus, Ledger
 from edge.pipeline.candidates import Candidate
-from edge.pricing import CostSettings, Price, PriceTable, cost_usd, local_cost_usd
+from edge.config import CostSettings
+from edge.pricing import Price, PriceTable, cost_usd, local_cost_usd
 from edge.types import Attempt, Outcome, Request
 
 __all__ = ["CostGate"]

@@ -109,7 +109,7 @@ class LedgerEntry:
 
 
 class BudgetLimits(Protocol):
-    """What budget checks read from the settings (edge.pricing.CostSettings has it)."""
+    """What budget checks read from the settings (edge.config.CostSettings has it)."""
 
     max_cost_per_request_usd: float
     daily_budget_usd: float

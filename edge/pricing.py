@@ -4,8 +4,8 @@ Cloud prices come from the bundled table (`models/prices.toml`, carried in a
 wheel as `edge/_data/prices.toml`) with the config's `[[cost.prices]]`
 entries on top. All money is USD; token prices are USD per million tokens.
 
-`CostSettings` is self-contained (pydantic and this module only) so it can
-move into `edge.config` unchanged.
+The `[cost]` settings (CostSettings, PriceOverride) are declared with the rest of
+the schema in edge.config.
 """
 
 from __future__ import annotations
@@ -15,59 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge.config import PriceOverride
 from edge.errors import ConfigError
 from edge.shipped import shipped_file
 
 __all__ = [
     "Price",
-    "PriceOverride",
     "PriceTable",
-    "CostSettings",
     "cost_usd",
     "local_cost_usd",
 ]
 
 _PER_MTOK = 1_000_000
-
-
-class PriceOverride(BaseModel):
-    """One `[[cost.prices]]` entry: a model's price, replacing or adding to the table."""
-
-    model_config = ConfigDict(extra="forbid")
-    provider: str = Field(min_length=1, max_length=64, description="Backend kind the model belongs to: 'openai', 'anthropic' or 'gemini'")
-    model: str = Field(min_length=1, max_length=256, description="Model name as the provider knows it; also prices names that extend it ('gpt-4o' prices 'gpt-4o-2024-08-06')")
-    input_per_mtok: float = Field(ge=0, le=100_000, description="USD per million prompt (input) tokens")
-    output_per_mtok: float = Field(ge=0, le=100_000, description="USD per million completion (output) tokens")
-
-    @field_validator("provider", "model")
-    @classmethod
-    def _normalized(cls, v: str) -> str:
-        # Lookups are case-insensitive; store the form they compare against.
-        return v.strip().lower()
-
-
-class CostSettings(BaseModel):
-    """The `[cost]` section: what local work costs, price overrides, and budgets."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    local_watts: float = Field(15.0, ge=0, le=100_000, description="Average power the device draws while the local model runs, in watts")
-    usd_per_kwh: float = Field(0.30, ge=0, le=100, description="Electricity price in USD per kilowatt-hour")
-    local_amortization_usd_per_hour: float = Field(0.0, ge=0, le=10_000, description="Device cost charged per hour the local model runs (purchase price / service hours); 0 = energy only")
-    prices: list[PriceOverride] = Field(default_factory=list, description="Cloud model prices that replace or add to the bundled table")
-    max_cost_per_request_usd: float = Field(0.0, ge=0, le=1_000_000, description="Refuse a request whose estimated cost is above this; 0 = no ceiling")
-    daily_budget_usd: float = Field(0.0, ge=0, le=1_000_000_000, description="Most USD spent per UTC calendar day, from the ledger; 0 = no budget")
-    monthly_budget_usd: float = Field(0.0, ge=0, le=1_000_000_000, description="Most USD spent per UTC calendar month, from the ledger; 0 = no budget")
-
-    @field_validator("prices")
-    @classmethod
-    def _unique_prices(cls, v: list[PriceOverride]) -> list[PriceOverride]:
-        keys = [(p.provider, p.model) for p in v]
-        dupes = sorted({f"{p}/{m}" for p, m in keys if keys.count((p, m)) > 1})
-        if dupes:
-            raise ValueError(f"each provider/model may be priced once, repeated: {', '.join(dupes)}")
-        return v
 
 
 @dataclass(frozen=True)
@@ -154,11 +115,6 @@ class PriceTable:
                 if best is None or len(m) > len(best.model):
                     best = price
         return best
-
-    def estimate_cost(self, provider: str, model: str, prompt_tokens: int, expected_output_tokens: int) -> float | None:
-        """USD a request would cost at list price; None when the model's price is unknown."""
-        price = self.price_for(provider, model)
-        return None if price is None else cost_usd(price, prompt_tokens, expected_output_tokens)
 
 
 def cost_usd(price: Price, prompt_tokens: int, completion_tokens: int) -> float:

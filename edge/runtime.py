@@ -38,7 +38,7 @@ from edge.types import Tier
 if TYPE_CHECKING:
     import httpx
 
-    from edge.router.classifier import DifficultyClassifier, SentenceEncoder
+    from edge.router.classifier import DifficultyClassifier
 
 __all__ = ["Runtime", "Injected"]
 
@@ -145,7 +145,7 @@ class Runtime:
 
     async def _open_cache(self) -> CachePolicy:
         c = self.settings.cache
-        encoder: SentenceEncoder | None = None
+        encoder = None  # an edge.router.classifier.SentenceEncoder for semantic matches
         if c.semantic:
             if self.classifier is not None:
                 encoder = self.classifier.encoder  # one encoder in memory for both

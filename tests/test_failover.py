@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-
-import grpc
 import pytest
 
 from edge.testing.providers import Fault, ProviderServer, continuing

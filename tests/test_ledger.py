@@ -22,7 +22,8 @@ from edge.ledger import (
     default_ledger_path,
     format_usage,
 )
-from edge.pricing import CostSettings, Price, PriceOverride, PriceTable, cost_usd, local_cost_usd
+from edge.config import CostSettings, PriceOverride
+from edge.pricing import Price, PriceTable, cost_usd, local_cost_usd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,7 @@ def test_unknown_model_or_provider_has_no_price() -> None:
     assert table.price_for("openai", "llama-3.1-8b-instruct") is None
     assert table.price_for("anthropic", "gpt-4o") is None  # the provider is part of the key
     assert table.price_for("openai", "gpt-4omni") is None  # a prefix must end at a separator
-    assert table.estimate_cost("openai", "my-onprem-model", 1000, 1000) is None
+    assert table.price_for("openai", "my-onprem-model") is None
 
 
 def test_overrides_beat_the_bundled_table_and_add_models() -> None:
@@ -106,8 +107,8 @@ def test_cost_arithmetic() -> None:
     assert cost_usd(price, 1000, 500) == pytest.approx(0.0025 + 0.005)
     assert cost_usd(price, 0, 0) == 0.0
     table = PriceTable.load()
-    assert table.estimate_cost("openai", "gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
-    assert table.estimate_cost("anthropic", "claude-opus-4", 2_000, 1_000) == pytest.approx(0.03 + 0.075)
+    assert cost_usd(table.price_for("openai", "gpt-4o-mini"), 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert cost_usd(table.price_for("anthropic", "claude-opus-4"), 2_000, 1_000) == pytest.approx(0.03 + 0.075)
     with pytest.raises(ValueError):
         cost_usd(price, -1, 0)
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.catalog import load_manifest
-from edge.errors import InvalidArgument
 from edge.profiler import (
-    EMA_ALPHA,
     FASTEST_MARK,
     CpuInfo,
     GpuInfo,
@@ -228,29 +226,6 @@ def test_ensure_profile_measures_once_then_hits(default_model_path: Path, tmp_pa
     assert list(tmp_path.glob("*.json")) and first.gen_tps > 0
     again = ensure_profile(default_model_path, _spec().sha256, budget_s=0.5, directory=tmp_path)
     assert again.to_dict() == first.to_dict()
-
-
-def test_observe_moves_rates_by_alpha() -> None:
-    p = _synthetic(prompt_tps=100.0, gen_tps=50.0)
-    p.observe(prompt_tokens=50, prompt_s=0.25, gen_tokens=10, gen_s=0.5)  # 200 and 20 tok/s
-    assert p.prompt_tps == pytest.approx((1 - EMA_ALPHA) * 100 + EMA_ALPHA * 200)
-    assert p.gen_tps == pytest.approx((1 - EMA_ALPHA) * 50 + EMA_ALPHA * 20)
-    assert p.observations == 1 and p.updated_at is not None
-    before = (p.prompt_tps, p.gen_tps)
-    p.observe(prompt_tokens=0, prompt_s=0.0, gen_tokens=5, gen_s=0.0)  # nothing usable
-    assert (p.prompt_tps, p.gen_tps) == before and p.observations == 1
-    for _ in range(60):  # repeated evidence converges on it
-        p.observe(100, 1.0, 10, 1.0)
-    assert p.prompt_tps == pytest.approx(100, rel=1e-3) and p.gen_tps == pytest.approx(10, rel=1e-3)
-
-
-def test_predict_latency_arithmetic() -> None:
-    p = _synthetic(prompt_tps=200.0, gen_tps=50.0)
-    assert p.predict_latency_s(100, 50) == pytest.approx(0.5 + 1.0)
-    assert p.predict_latency_s(100, 50, queue_wait_s=0.25) == pytest.approx(0.25 + 0.5 + 1.0)
-    assert p.predict_latency_s(0, 0) == 0
-    with pytest.raises(InvalidArgument):
-        p.predict_latency_s(-1, 10)
 
 
 # -- output ------------------------------------------------------------------------------------

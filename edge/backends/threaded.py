@@ -86,12 +86,14 @@ class ThreadedBackend(Backend):
 
     @property
     def queue(self) -> AdmissionQueue:
+        """Made on first use: its semaphore belongs to the event loop that first uses it."""
         if self._queue is None:
             self._queue = AdmissionQueue(self.name, self._queue_size)
         return self._queue
 
     async def start(self) -> None:
-        self.queue  # bind the queue to the running loop
+        if self._queue is None:  # made here, on the loop that will serve it
+            self._queue = AdmissionQueue(self.name, self._queue_size)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._load)

@@ -5,8 +5,6 @@
 - `profile_model()` / `ensure_profile()`: load time, resident memory, prompt and
   generation rates per thread count, TTFT and the bandwidth roofline, within a budget;
   `ensure_profile` reuses the cached profile for (hardware, model sha256, llama-cpp-python).
-- `ModelProfile.observe()` / `.predict_latency_s()`: rates refined by real traffic, and
-  the latency they predict.
 - `run_profile()` / `format_table()` / `main()`: `edge profile` and `python -m edge.profiler`.
 
 Importing this package loads neither llama.cpp nor numpy.
@@ -26,7 +24,6 @@ from edge.profiler.hardware import (
 )
 from edge.profiler.measure import PROMPT_TOKENS, SHORT_BUDGET_S, ensure_profile, profile_model, thread_candidates
 from edge.profiler.profile import (
-    EMA_ALPHA,
     SCHEMA_VERSION,
     ModelProfile,
     ThreadResult,
@@ -38,7 +35,6 @@ from edge.profiler.profile import (
 from edge.profiler.report import FASTEST_MARK, format_table, main, run_profile
 
 __all__ = [
-    "EMA_ALPHA",
     "FASTEST_MARK",
     "PROMPT_TOKENS",
     "SCHEMA_VERSION",

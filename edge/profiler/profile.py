@@ -12,17 +12,13 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from edge.errors import InvalidArgument
-
 __all__ = [
-    "EMA_ALPHA",
     "SCHEMA_VERSION",
     "ModelProfile",
     "ThreadResult",
@@ -33,10 +29,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-# Weight of one real request in the moving averages: about the last 1/alpha = 5
-# requests dominate, so a profile follows a busier or throttled machine within a
-# handful of requests while one odd request moves it only a fifth of the way.
-EMA_ALPHA = 0.2
 _UNSAFE = re.compile(r"[^0-9A-Za-z._-]")
 
 
@@ -56,8 +48,9 @@ class ModelProfile:
 
     Units: rates in tokens/s, `ttft_ms` in milliseconds, `load_s`/`warmup_s`/
     `elapsed_s`/`budget_s` in seconds, sizes in bytes, `bandwidth_gbps` in 1e9 B/s,
-    `measured_at`/`updated_at` in Unix seconds. `prompt_tps` and `gen_tps` start as
-    the measurement at `best_threads` and then follow `observe()`.
+    `measured_at`/`updated_at` in Unix seconds. `prompt_tps` and `gen_tps` are the
+    measurement at `best_threads`; the daemon seeds its live predictor with them
+    (edge.router.estimates.LocalEstimate, the one place latency is predicted).
 
     `rss_bytes` is the process's resident memory added by loading the model and
     running one warm-up generation: llama.cpp maps the weights with mmap, so they
@@ -67,9 +60,6 @@ class ModelProfile:
     `roofline_tps` = memory bandwidth / model file bytes, the rate at which every
     weight can be streamed once per token; `roofline_fraction` = `gen_tps` as
     measured / that (None when no bandwidth was measured).
-
-    Not thread-safe: call `observe()` from one thread (the backend's worker, or the
-    event loop).
     """
 
     name: str
@@ -101,36 +91,6 @@ class ModelProfile:
     observations: int = 0
     updated_at: float | None = None
     n_gpu_layers: int = 0
-
-    def observe(self, prompt_tokens: int, prompt_s: float, gen_tokens: int, gen_s: float) -> None:
-        """Fold one real request into the rates: rate <- (1 - EMA_ALPHA) * rate + EMA_ALPHA * observed.
-
-        `prompt_tokens` are the tokens llama.cpp actually evaluated in `prompt_s`
-        seconds (exclude a prefix served from the KV cache); `gen_tokens` the tokens
-        generated in `gen_s` seconds after the first one. A side with no tokens or
-        no positive time is left as it was.
-        """
-        changed = False
-        if prompt_tokens > 0 and prompt_s > 0:
-            self.prompt_tps = (1 - EMA_ALPHA) * self.prompt_tps + EMA_ALPHA * (prompt_tokens / prompt_s)
-            changed = True
-        if gen_tokens > 0 and gen_s > 0:
-            self.gen_tps = (1 - EMA_ALPHA) * self.gen_tps + EMA_ALPHA * (gen_tokens / gen_s)
-            changed = True
-        if changed:
-            self.observations += 1
-            self.updated_at = time.time()
-
-    def predict_latency_s(self, prompt_tokens: int, expected_output_tokens: int, queue_wait_s: float = 0.0) -> float:
-        """Seconds until the answer is complete: queue wait + prompt tokens / prompt rate
-        + expected output tokens / generation rate. Raises InvalidArgument on negative input."""
-        if prompt_tokens < 0:
-            raise InvalidArgument("prompt_tokens", f"must be >= 0, got {prompt_tokens}")
-        if expected_output_tokens < 0:
-            raise InvalidArgument("expected_output_tokens", f"must be >= 0, got {expected_output_tokens}")
-        if queue_wait_s < 0:
-            raise InvalidArgument("queue_wait_s", f"must be >= 0, got {queue_wait_s}")
-        return queue_wait_s + prompt_tokens / self.prompt_tps + expected_output_tokens / self.gen_tps
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable; `from_dict(to_dict())` round-trips."""
