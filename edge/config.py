@@ -48,6 +48,11 @@ class ServerSettings(_Section):
     shutdown_grace_s: float = Field(10.0, ge=0, le=3600, description="Seconds in-flight requests get to finish after SIGTERM/SIGINT")
     unix_socket_group: str = Field("", description="Group (name or id) that may use the unix socket too: the socket becomes 0660 owned by it; empty = owner only (0600)")
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="gRPC's own cap on one request's encoded size")
+    max_concurrent_rpcs: int = Field(1024, ge=1, le=1_000_000, description="Most gRPC calls in progress at once, health watches included; past it a call gets RESOURCE_EXHAUSTED at once")
+    max_streams_per_connection: int = Field(100, ge=1, le=100_000, description="Most concurrent gRPC calls on one connection")
+    handshake_timeout_s: float = Field(10.0, gt=0, le=3600, description="A new gRPC connection must finish its handshake (TLS and HTTP/2 preface) within this, else it is closed")
+    max_connection_age_s: float = Field(3600.0, gt=0, le=30 * 86400, description="A gRPC connection is asked to reconnect after this long (calls in progress get max_connection_age_grace_s); bounds what an idle or abandoned call holds")
+    max_connection_age_grace_s: float = Field(300.0, ge=0, le=86400, description="How long calls on an aged-out connection may still run before it is closed")
 
 
 class LimitsSettings(_Section):
@@ -189,6 +194,10 @@ class PrivacySettings(_Section):
 class HttpSettings(_Section):
     listen: HostPort = Field("", description="host:port of the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models); empty = off")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body the HTTP API reads")
+    max_connections: int = Field(256, ge=1, le=100_000, description="Most HTTP connections open at once; past it a new one is closed at accept (keeps file descriptors for the other doors)")
+    max_connections_per_client: int = Field(32, ge=1, le=100_000, description="Most HTTP connections open at once from one peer address")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="A request's line and headers must arrive within this many seconds of the connection opening (or of the previous response), else the connection is closed")
+    body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request's body must arrive within this many seconds of its headers, else 408")
 
 
 class CacheSettings(_Section):

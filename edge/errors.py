@@ -19,6 +19,7 @@ __all__ = [
     "RequestError",
     "InvalidArgument",
     "PayloadTooLarge",
+    "BodyTimeout",
     "UnknownModel",
     "Overloaded",
     "DeadlineExceeded",
@@ -66,6 +67,10 @@ class InvalidArgument(RequestError):
 
 class PayloadTooLarge(InvalidArgument):
     """A request body over the size limit: INVALID_ARGUMENT on gRPC, HTTP 413."""
+
+
+class BodyTimeout(RequestError):
+    """A request body that did not arrive in time (HTTP 408)."""
 
 
 class UnknownModel(RequestError):
@@ -135,6 +140,7 @@ _TABLE: tuple[tuple[type[EdgeError], str, int, str], ...] = (
     (PayloadTooLarge, "INVALID_ARGUMENT", 413, "invalid_request_error"),
     (InvalidArgument, "INVALID_ARGUMENT", 400, "invalid_request_error"),
     (UnknownModel, "NOT_FOUND", 404, "invalid_request_error"),
+    (BodyTimeout, "DEADLINE_EXCEEDED", 408, "timeout_error"),
     (Overloaded, "RESOURCE_EXHAUSTED", 429, "rate_limit_error"),
     (DeadlineExceeded, "DEADLINE_EXCEEDED", 504, "timeout_error"),
     (Unavailable, "UNAVAILABLE", 503, "service_unavailable_error"),

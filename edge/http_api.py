@@ -33,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from edge.errors import ConfigError, InvalidArgument, PayloadTooLarge, wire_error
+from edge.errors import BodyTimeout, ConfigError, InvalidArgument, PayloadTooLarge, wire_error
+from edge.http_limits import ConnectionLimits, guarded_protocol
 from edge.pipeline.admission import Arrival
 from edge.security import Refusal, bearer_token
 from edge.types import Notice, Preference, Result
@@ -226,12 +227,18 @@ class _Handler:
         return JSONResponse({"object": "list", "data": data})
 
     async def _body(self, request: Request) -> ChatRequest:
-        limit = self.daemon.settings.http.max_body_bytes
+        http = self.daemon.settings.http
+        limit = http.max_body_bytes
         raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                raise PayloadTooLarge("body", f"is larger than the limit of {limit} bytes (http.max_body_bytes)")
+        try:
+            async with asyncio.timeout(http.body_timeout_s):  # a body trickled byte by byte holds a socket
+                async for chunk in request.stream():
+                    raw += chunk
+                    if len(raw) > limit:
+                        raise PayloadTooLarge("body", f"is larger than the limit of {limit} bytes (http.max_body_bytes)")
+        except TimeoutError:
+            raise BodyTimeout(f"the request body did not arrive within {http.body_timeout_s:g} s "
+                              "(http.body_timeout_s)") from None
         try:
             return ChatRequest.model_validate_json(bytes(raw))
         except ValidationError as exc:
@@ -384,6 +391,7 @@ class HttpFrontDoor:
         self.daemon = daemon
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self.limits: ConnectionLimits | None = None
 
     async def start(self, listen: str) -> str:
         host, _, port = listen.rpartition(":")
@@ -401,7 +409,10 @@ class HttpFrontDoor:
             tls = {"ssl_certfile": sec.tls_cert_file, "ssl_keyfile": sec.tls_key_file}
             if sec.tls_client_ca_file:
                 tls |= {"ssl_ca_certs": sec.tls_client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        http = self.daemon.settings.http
+        self.limits = ConnectionLimits(http.max_connections, http.max_connections_per_client, http.header_timeout_s)
         config = uvicorn.Config(build_app(self.daemon), log_config=None, access_log=False, lifespan="off",
+                                http=guarded_protocol(self.limits),
                                 timeout_graceful_shutdown=int(self.daemon.settings.server.shutdown_grace_s) or None,
                                 **tls)
         server = self._server = _EmbeddedServer(config)

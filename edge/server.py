@@ -25,6 +25,7 @@ from edge import __version__
 from edge.config import Settings
 from edge.engine import Engine
 from edge.errors import ConfigError, wire_error
+from edge.logs import quiet_accept_errors
 from edge.pipeline.admission import Arrival
 from edge.security import Gatekeeper, Guard, RateLimiter, TokenStore, current_client, reload_tokens, server_credentials
 from edge.snapshot import Snapshot
@@ -210,10 +211,16 @@ class Daemon:
     async def start(self) -> dict[str, str]:
         """Bind the listeners and begin loading models; returns the bound addresses."""
         cfg = self.settings.server
+        raise_file_limit()
+        quiet_accept_errors(asyncio.get_running_loop())
         interceptors = [Guard(self.doors)] if self.doors.closed else []
-        server = grpc.aio.server(interceptors=interceptors, options=[
+        server = grpc.aio.server(interceptors=interceptors, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, options=[
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", cfg.max_streams_per_connection),
+            ("grpc.server_handshake_timeout_ms", int(cfg.handshake_timeout_s * 1000)),
+            ("grpc.max_connection_age_ms", int(cfg.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(cfg.max_connection_age_grace_s * 1000)),
         ])
         pb_grpc.add_EdgeRouterServicer_to_server(_Servicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -327,6 +334,22 @@ async def run_daemon(settings: Settings, *, on_listening: Callable[[dict[str, st
     if daemon.load_error is not None:
         raise daemon.load_error  # the CLI reports it and exits non-zero
     return 0
+
+
+def raise_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (systemd's default soft limit
+    is 1024, its hard one far higher): a flood of connections to one door must not
+    leave the others without descriptors. Returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit", extra={"soft": soft, "hard": hard, "error": str(exc)})
+    return soft
 
 
 def _share_with_group(path: Path, group: str) -> None:

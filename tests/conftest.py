@@ -100,7 +100,8 @@ class DaemonProcess:
 
 
 def start_daemon(tmp_path: Path, config: str, *, name: str = "daemon", wait_serving: bool = True,
-                 env: dict[str, str] | None = None) -> DaemonProcess:
+                 env: dict[str, str] | None = None, open_files: int | None = None) -> DaemonProcess:
+    """`edge serve` on `config`; `open_files` caps its file descriptors (soft and hard)."""
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(config, encoding="utf-8")
     addr = tmp_path / f"{name}.addr.json"
@@ -109,7 +110,7 @@ def start_daemon(tmp_path: Path, config: str, *, name: str = "daemon", wait_serv
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge", "serve", "--config", str(cfg), "--address-file", str(addr)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, preexec_fn=_file_limit(open_files),
             # Each daemon keeps its own ledger: spending must not leak between tests.
             env={**os.environ, "EDGE_LEDGER": str(tmp_path / f"{name}.ledger.sqlite3"), **(env or {})})
     deadline = time.monotonic() + 60
@@ -124,6 +125,18 @@ def start_daemon(tmp_path: Path, config: str, *, name: str = "daemon", wait_serv
     if wait_serving:
         daemon.wait_serving()
     return daemon
+
+
+def _file_limit(n: int | None):  # type: ignore[no-untyped-def]
+    if n is None:
+        return None
+
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+    return apply
 
 
 def fake_config(*, reply: str = "", token_delay_ms: float = 0, load_delay_ms: float = 0, queue_size: int = 8,
