@@ -5,24 +5,38 @@ Precision over recall: this runs on every request, and a false positive sends a 
 request to the slow local model. So bare digit runs (math), dates, versions and times never
 match, cards and IBANs must pass their checksums, and phone numbers need a known shape. The
 patterns are ASCII-only and written so that scanning stays linear on long or hostile input.
+
+Text is normalized before it is matched, so odd spellings of a value are still that value:
+NFKC (fullwidth digits and "＠"), other scripts' decimal digits as ASCII digits, format
+characters (zero-width spaces and joiners, soft hyphens) removed, every space separator
+(no-break, thin) a space and every dash a hyphen. Findings are reported, and redacted, at
+their place in the original text. `find_pii_in` and `Redactor.redact_all` also look across
+the texts of one request, so a value split between two messages is still found.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-__all__ = ["KINDS", "Finding", "Redactor", "StreamRestorer", "describe_kinds", "find_pii", "redact"]
+__all__ = ["KINDS", "Finding", "Redactor", "StreamRestorer", "describe_kinds", "find_pii", "find_pii_in", "redact"]
 
 KINDS = ("email", "phone", "card", "iban", "ip", "secret")  # stable names: traces and config use them
 
 _A = re.ASCII  # "٣" is a digit to Python's \d but no part of a phone number
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?![A-Za-z0-9-])", _A)
+# Spelled out to slip past filters: "ada [at] example [dot] com", "ada at example dot com".
+# A bracketed "at", or a spelled "dot", is required: "look at example.com" is a web site.
+_AT = r"(?:\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+)"
+_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
+_EMAIL_SPELLED = re.compile(
+    rf"(?<![\w.%+-])[\w.%+-]+{_AT}(?:[A-Za-z0-9-]+{_DOT})+[A-Za-z]{{2,}}(?![A-Za-z0-9-])", _A | re.IGNORECASE)
 
 # "+" then 8-15 digits. Not after a digit or an operator ("5 +12345678" is arithmetic).
 _PHONE_INTL = re.compile(
@@ -40,12 +54,13 @@ _PHONE_TRUNK = re.compile(
 # A run of digit groups joined by single spaces or dashes, starting only at the run's
 # true start (never after "digit + separator") and possessive, so that a long run costs
 # one pass instead of one pass per group. Not after or before a "." (decimals, versions).
-_DIGIT_RUN = re.compile(r"(?<![\w.-])(?<![0-9][ -])[0-9]++(?:[ -][0-9]++)*+(?!\w|\.[0-9])", _A)
+# Groups may be joined by spaces, dashes, dots or slashes, mixed: cards are written all ways.
+_DIGIT_RUN = re.compile(r"(?<![\w./-])(?<![0-9][ ./-])[0-9]++(?:[ ./-][0-9]++)*+(?!\w)", _A)
 _DIGITS = re.compile(r"[0-9]+")
 
 _IBAN = re.compile(
     r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}"
-    r"(?:[A-Za-z0-9]{11,30}|(?: [A-Za-z0-9]{4}){2,7}(?: [A-Za-z0-9]{1,4})?)(?![A-Za-z0-9])", _A)
+    r"(?:[A-Za-z0-9]{11,30}|(?:[ .-][A-Za-z0-9]{4}){2,7}(?:[ .-][A-Za-z0-9]{1,4})?)(?![A-Za-z0-9])", _A)
 
 # Fewer than 4 parts is a version or a date, not an address; 5+ parts is a version too.
 _IPV4 = re.compile(r"(?<![\w.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?!\w|\.[0-9])", _A)
@@ -125,7 +140,7 @@ def _luhn(digits: str) -> bool:
 def _card_shape(sizes: list[int]) -> bool:
     # Printed groupings only (4-4-4-4[-1..4], Amex 4-6-5, Diners 4-6-4): a list of
     # numbers ("12 45 78 91 23 56 89 14") passes Luhn one time in ten.
-    return (len(sizes) == 1 or sizes in ([4, 6, 5], [4, 6, 4])
+    return (len(sizes) == 1 or sizes in ([4, 6, 5], [4, 6, 4], [8, 8])
             or (all(n == 4 for n in sizes[:-1]) and 1 <= sizes[-1] <= 4))
 
 
@@ -140,7 +155,6 @@ def _cards(text: str) -> Iterator[tuple[int, int]]:
                 # No card starts with 0, and few (airline UATP) with 1, which is how epoch
                 # timestamps in ms, us and ns (13, 16, 19 digits) and snowflake ids start.
                 if (13 <= len(digits) <= 19 and digits[0] not in "01"
-                        and len({text[b] for _, b in part[:-1]}) <= 1  # one separator kind
                         and _card_shape([b - a for a, b in part]) and _luhn(digits)):
                     yield part[0][0], part[-1][1]
                     i = j
@@ -149,7 +163,7 @@ def _cards(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _iban_ok(s: str) -> bool:
-    iban = s.replace(" ", "").upper()
+    iban = "".join(c for c in s if c.isalnum()).upper()
     # Real BBANs hold account numbers; requiring digits keeps word runs like
     # "at12 this that ..." from passing mod-97 by chance (1 in 97).
     if not 15 <= len(iban) <= 34 or _ndigits(iban[4:]) < 6:
@@ -159,7 +173,7 @@ def _iban_ok(s: str) -> bool:
 
 def _ibans(text: str) -> Iterator[tuple[int, int]]:
     for m in _IBAN.finditer(text):
-        if (e := _trim(text, m.start(), m.end(), " ", _iban_ok)) is not None:
+        if (e := _trim(text, m.start(), m.end(), " .-", _iban_ok)) is not None:
             yield m.start(), e
 
 
@@ -200,8 +214,25 @@ def _secrets(text: str) -> Iterator[tuple[int, int]]:
                 yield s, e
 
 
+# Spelled addresses end in a common top-level domain: "meet at noon dot the usual place" is not one.
+_SPELLED_TLDS = frozenset(
+    "com org net edu gov mil int io co info biz me app dev ai us uk de fr es it nl be ch at se no dk fi pl ru cn "
+    "jp in br au ca eu".split())
+_BRACKETED_AT = re.compile(r"[\[({<]\s*at\s*[\])}>]", _A | re.IGNORECASE)
+_SPELLED_DOT = re.compile(r"(?:[\[({<]\s*|\s)dot(?:\s*[\])}>]|\s)", _A | re.IGNORECASE)
+
+
+def _emails(text: str) -> Iterator[tuple[int, int]]:
+    yield from (m.span() for m in _EMAIL.finditer(text))
+    for m in _EMAIL_SPELLED.finditer(text):
+        value = m.group()
+        tld = re.split(r"[\s.\])}>]", value)[-1].lower()
+        if (tld in _SPELLED_TLDS and (_BRACKETED_AT.search(value) or _SPELLED_DOT.search(value))):
+            yield m.span()
+
+
 _DETECTORS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
-    "email": lambda text: (m.span() for m in _EMAIL.finditer(text)),
+    "email": _emails,
     "phone": _phones, "card": _cards, "iban": _ibans, "ip": _ips, "secret": _secrets,
 }
 
@@ -215,12 +246,42 @@ def _check(kinds: Iterable[str]) -> frozenset[str]:
     return frozenset(chosen)
 
 
+def _normalized(text: str) -> tuple[str, list[int] | None]:
+    """(the text as matched, and for each of its characters the index of the original
+    character it came from; None when nothing changed, as for all-ASCII text)."""
+    if text.isascii():
+        return text, None
+    out: list[str] = []
+    origin: list[int] = []
+    for i, c in enumerate(text):
+        if c.isascii():
+            out.append(c)
+            origin.append(i)
+            continue
+        category = unicodedata.category(c)
+        if category == "Cf":           # zero-width spaces and joiners, soft hyphens, bidi marks
+            continue
+        if category == "Zs":           # no-break, thin, figure spaces
+            n = " "
+        elif category == "Pd" or c == "\u2212":  # dashes, the minus sign
+            n = "-"
+        elif (digit := unicodedata.decimal(c, None)) is not None:  # Arabic-Indic, Devanagari, fullwidth...
+            n = str(digit)
+        else:
+            n = unicodedata.normalize("NFKC", c)
+        out.append(n)
+        origin.extend([i] * len(n))
+    return "".join(out), origin
+
+
 def find_pii(text: str, kinds: Iterable[str] = KINDS) -> list[Finding]:
     """All findings of the given kinds in `text`, sorted by start and non-overlapping:
-    where two overlap, the longer wins, then the kind listed earlier in KINDS. Raises
-    ValueError for a kind not in KINDS."""
+    where two overlap, the longer wins, then the kind listed earlier in KINDS. Spans are
+    in `text` as given, though matching sees it normalized (see the module docstring).
+    Raises ValueError for a kind not in KINDS."""
     wanted = _check(kinds)
-    found = [(s, e, kind) for kind in KINDS if kind in wanted for s, e in _DETECTORS[kind](text)]
+    norm, origin = _normalized(text)
+    found = [(s, e, kind) for kind in KINDS if kind in wanted for s, e in _DETECTORS[kind](norm)]
     found.sort(key=lambda f: (f[0] - f[1], KINDS.index(f[2]), f[0]))
     starts: list[int] = []
     kept: list[Finding] = []  # disjoint and sorted, so their ends are sorted too
@@ -230,12 +291,29 @@ def find_pii(text: str, kinds: Iterable[str] = KINDS) -> list[Finding]:
             continue
         starts.insert(i, s)
         kept.insert(i, Finding(kind, s, e))
-    return kept
+    if origin is None:
+        return kept
+    return [Finding(f.kind, origin[f.start], origin[f.end - 1] + 1) for f in kept]
+
+
+# Texts of one request are also scanned joined by this, so a value split between two
+# messages ("my card is 4111 1111" + "1111 1111") is found whole.
+_JOIN = " "
+
+
+def find_pii_in(texts: Sequence[str], kinds: Iterable[str] = KINDS) -> list[str]:
+    """Sorted distinct kinds found in any of `texts` or across their boundaries."""
+    kinds = tuple(kinds)
+    found = {f.kind for t in texts for f in find_pii(t, kinds)}
+    if len(texts) > 1:
+        found |= {f.kind for f in find_pii(_JOIN.join(texts), kinds)}
+    return sorted(found)
 
 
 def _normal(kind: str, value: str) -> str:
     """One spelling per value, so "4111 1111 1111 1111" and "4111111111111111" share a
     placeholder."""
+    value = _normalized(value)[0]
     if kind == "ip":
         return str(ipaddress.ip_address(value))
     if kind in ("phone", "card", "iban"):
@@ -259,16 +337,42 @@ class Redactor:
         out: list[str] = []
         pos = 0
         for f in find_pii(text, self._kinds):
-            key = (f.kind, _normal(f.kind, text[f.start:f.end]))
-            label = self._labels.get(key)
-            if label is None:
-                n = self._counts[f.kind] = self._counts.get(f.kind, 0) + 1
-                label = self._labels[key] = f"[{f.kind.upper()}_{n}]"
-                self._originals[label] = text[f.start:f.end]
-            out += (text[pos:f.start], label)
+            out += (text[pos:f.start], self._label(f.kind, text[f.start:f.end]))
             pos = f.end
         out.append(text[pos:])
         return "".join(out)
+
+    def redact_all(self, texts: Sequence[str]) -> list[str]:
+        """`texts` (every field of one request that leaves the device) redacted together:
+        a value split across two of them is replaced in each part by one placeholder."""
+        joined = _JOIN.join(texts)
+        bounds, pos = [], 0
+        for t in texts:
+            bounds.append((pos, pos + len(t)))
+            pos += len(t) + len(_JOIN)
+        cuts: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        for f in find_pii(joined, self._kinds):
+            label = self._label(f.kind, joined[f.start:f.end])
+            for n, (a, b) in enumerate(bounds):
+                if f.start < b and f.end > a:
+                    cuts[n].append((max(f.start, a) - a, min(f.end, b) - a, label))
+        out = []
+        for t, spans in zip(texts, cuts):
+            parts, at = [], 0
+            for s, e, label in spans:
+                parts += (t[at:s], label)
+                at = e
+            out.append("".join(parts) + t[at:])
+        return out
+
+    def _label(self, kind: str, value: str) -> str:
+        key = (kind, _normal(kind, value))
+        label = self._labels.get(key)
+        if label is None:
+            n = self._counts[kind] = self._counts.get(kind, 0) + 1
+            label = self._labels[key] = f"[{kind.upper()}_{n}]"
+            self._originals[label] = value
+        return label
 
     @property
     def kinds_found(self) -> list[str]:

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from edge.errors import InvalidArgument, Unavailable
+from edge.pipeline.admission import Arrival
 from edge.pipeline.candidates import probe_once
 from edge.router.load import FixedLoad, LoadSample
 from edge.testing.providers import Fault, continuing
 from edge.testing.transport import ProviderTransport
 from edge.types import Notice, Outcome, Preference, Tier
+from edge.validation import Draft
 
 from .conftest import Core, FakeClock, core_settings, fake_config, remote_entries
 
@@ -448,3 +450,47 @@ def test_answers_and_failures_are_recorded_in_the_ledger(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         rows = {e.request_id: e.outcome for e in ledger.entries()}
     assert rows == {"ok-1": "ok", "bad-1": "INVALID_ARGUMENT"}
+
+
+# Each field a remote tier receives, with a value spelled as an outside probe spelled it.
+PII_FIELDS = [
+    ("stop sequence", {"text": "Tell me about the fox.", "stop": ["ada@example.com"]}, "ada@example.com"),
+    ("card with dots", {"text": "Charge 4111.1111.1111.1111 for the fox."}, "4111.1111.1111.1111"),
+    ("fullwidth e-mail", {"text": "Write to ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ about the fox."}, "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+    ("zero-width IBAN", {"text": "Pay DE89\u200b3704\u200b0044\u200b0532\u200b0130\u200b00 for the fox."},
+     "DE89\u200b3704\u200b0044\u200b0532\u200b0130\u200b00"),
+]
+
+
+@pytest.mark.parametrize("mode", ["keep_local", "redact"])
+@pytest.mark.parametrize("field,ask,value", PII_FIELDS, ids=[f[0] for f in PII_FIELDS])
+def test_no_field_carries_personal_data_to_a_remote_tier(tmp_path, mode, field, ask, value):
+    p = providers(("lan", "openai"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), extra=f'[privacy]\npii = "{mode}"\n')
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, _ = await core.ask(ask["text"], stream=True, stop=ask.get("stop", ()))
+        sent = json.dumps([seen.body for seen in p["lan"].requests], ensure_ascii=False)
+        assert value not in sent and value.replace("\u200b", "") not in sent
+        if mode == "keep_local":
+            assert r.tier == Tier.LOCAL and p["lan"].requests == []
+        else:
+            assert r.backend == "lan" and "PII_REDACTED" in codes(r)
+
+    run(scenario())
+
+
+def test_a_value_split_between_messages_never_leaves_whole_or_in_parts(tmp_path):
+    p = providers(("lan", "openai"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), extra='[privacy]\npii = "redact"\n')
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            events = [e async for e in core.engine.serve(
+                Draft(messages=[("user", "my card is 4111 1111"), ("assistant", "go on"), ("user", "1111 1111 ok")]),
+                Arrival("split", "test", stream=False, time_remaining=10))]
+        sent = json.dumps(p["lan"].requests[-1].body)
+        assert "4111" not in sent and sent.count("[CARD_1]") == 2 and "PII_REDACTED" in codes(events[-1])
+
+    run(scenario())

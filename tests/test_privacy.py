@@ -218,12 +218,26 @@ def cards(draw: st.DrawFn) -> str:
     body = str(draw(st.integers(2, 9))) + "".join(map(str, draw(st.lists(st.integers(0, 9), min_size=n - 2,
                                                                         max_size=n - 2))))
     digits = body + next(d for d in "0123456789" if luhn_ok(body + d))
-    sep = draw(st.sampled_from(["", " ", "-"]))
+    sep = draw(st.sampled_from(["", " ", "-", ".", "/", "\u00a0"]))
     return sep.join(digits[i:i + 4] for i in range(0, n, 4)) if sep else digits
 
 
+@st.composite
+def respelled(draw: st.DrawFn, values: st.SearchStrategy[str]) -> str:
+    """A value as an outside probe wrote it: fullwidth, other scripts' digits, zero-width characters."""
+    value = draw(values)
+    how = draw(st.sampled_from(["plain", "fullwidth", "arabic", "zero-width"]))
+    if how == "fullwidth":
+        return value.translate(str.maketrans("0123456789@.", "０１２３４５６７８９＠．"))
+    if how == "arabic":
+        return value.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    if how == "zero-width":
+        return "\u200b".join(value)
+    return value
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(kind_value=st.one_of(st.tuples(st.just("email"), EMAILS), st.tuples(st.just("card"), cards()),
+@given(kind_value=st.one_of(st.tuples(st.just("email"), respelled(EMAILS)), st.tuples(st.just("card"), respelled(cards())),
                             st.tuples(st.just("ip"), IPV4S)),
        before=SAFE, after=SAFE)
 def test_redacted_text_never_contains_the_value(kind_value: tuple[str, str], before: str, after: str) -> None:
@@ -297,3 +311,47 @@ def test_restore_puts_this_requests_values_back():
             assert not any("[EMA" in o and "[EMAIL_2]" not in o for o in out)
     sr = StreamRestorer(r)
     assert sr.feed("a [") == "a " and sr.flush() == "["  # a lone bracket at the end is not lost
+
+
+# --- odd spellings an outside probe used: each is still the value ---------------------------
+
+ZW, NBSP = "\u200b", "\u00a0"
+FULLWIDTH = str.maketrans("0123456789@.", "０１２３４５６７８９＠．")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+ODD_SPELLINGS = [
+    ("card", "4111.1111.1111.1111"), ("card", "4111/1111/1111/1111"), ("card", f"4111{NBSP}1111{NBSP}1111{NBSP}1111"),
+    ("card", "4111 1111-1111.1111"), ("card", "41111111 11111111"), ("card", "4111111111111111".translate(FULLWIDTH)),
+    ("card", "4111 1111 1111 1111".translate(ARABIC_INDIC)), ("card", f"4111{ZW}1111{ZW}1111{ZW}1111"),
+    ("card", "4111\u20131111\u20131111\u20131111"),
+    ("iban", "DE89-3704-0044-0532-0130-00"), ("iban", "DE89.3704.0044.0532.0130.00"),
+    ("email", "ada@example.com".translate(FULLWIDTH)), ("email", f"ada{ZW}@exa{ZW}mple.com"),
+    ("email", "ada [at] example [dot] com"), ("email", "ada(at)example(dot)org"), ("email", "ada at example dot com"),
+    ("email", "Ada [AT] mail.example.com"),
+]
+
+
+@pytest.mark.parametrize(("kind", "value"), ODD_SPELLINGS)
+def test_odd_spellings_are_found_where_they_stand_and_redacted(kind: str, value: str) -> None:
+    text = f"please use {value} today"
+    assert found(text) == [(kind, value)]  # the span is the original text, as written
+    out, kinds = redact(text)
+    assert kinds == [kind] and out == f"please use [{kind.upper()}_1] today"
+
+
+@pytest.mark.parametrize("text", [
+    "look at example.com", "meet at noon dot the usual place", "12.05.2024", "1.2.3.4.5", "3.14159265358979",
+    "１２．０５．２０２４", "version ٣.٤.٥", "room 4111/1111", "Sort 12.45.78.91.23.56.89.14",
+])
+def test_widened_separators_keep_precision(text: str) -> None:
+    assert found(text) == []
+
+
+def test_a_value_split_across_texts_is_found_and_redacted_in_each_part() -> None:
+    from edge.privacy import find_pii_in
+
+    texts = ["my card is 4111 1111", "1111 1111 thanks", "and nothing here"]
+    assert find_pii_in(texts) == ["card"] and all(find_pii(t) == [] for t in texts)
+    r = Redactor()
+    out = r.redact_all(texts)
+    assert out == ["my card is [CARD_1]", "[CARD_1] thanks", "and nothing here"]
+    assert "4111" not in "".join(out) and r.kinds_found == ["card"]

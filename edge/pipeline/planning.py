@@ -18,7 +18,7 @@ from edge.cost_gate import CostGate
 from edge.errors import ModelError
 from edge.pipeline.candidates import Candidate, RemoteState
 from edge.pipeline.cascade import CascadeGate
-from edge.privacy import Redactor, StreamRestorer, describe_kinds, find_pii
+from edge.privacy import Redactor, StreamRestorer, describe_kinds, find_pii_in
 from edge.router import Signals, Thresholds, decide, weigh
 from edge.router.classifier import last_user_message
 from edge.router.estimates import LocalEstimate
@@ -104,15 +104,17 @@ class Planner:
     # -- the steps ---------------------------------------------------------------------
 
     async def _scan(self, req: Request) -> list[str]:
-        """Kinds of personal data or secrets in the request, when some could leave the device."""
+        """Kinds of personal data or secrets in the request, when some could leave the device:
+        in every field a remote tier would receive (messages and stop sequences), and across them."""
         if self.settings.privacy.pii == "off" or not self.remotes:
             return []
         kinds = self.settings.privacy.pii_kinds
+        texts = _outbound_texts(req.generation)
 
         def scan() -> list[str]:
-            return sorted({f.kind for m in req.generation.messages for f in find_pii(m.content, kinds)})
+            return find_pii_in(texts, kinds)
 
-        if sum(len(m.content) for m in req.generation.messages) > INLINE_SCAN_CHARS:
+        if sum(len(t) for t in texts) > INLINE_SCAN_CHARS:
             return await asyncio.to_thread(scan)
         return scan()
 
@@ -194,7 +196,23 @@ class Planner:
         redactor = Redactor(self.settings.privacy.pii_kinds)
 
         def outbound(r: GenerationRequest) -> GenerationRequest:
-            return replace(r, messages=tuple(Message(m.role, redactor.redact(m.content)) for m in r.messages),
-                           assistant_prefix=redactor.redact(r.assistant_prefix))
+            """Every text field, redacted together (a value split between two is still one)."""
+            order = _scan_order(r)
+            texts = redactor.redact_all([*(r.messages[i].content for i in order), *r.params.stop, r.assistant_prefix])
+            content = dict(zip(order, texts))
+            n, k = len(r.messages), len(r.params.stop)
+            return replace(r, messages=tuple(Message(m.role, content[i]) for i, m in enumerate(r.messages)),
+                           params=replace(r.params, stop=tuple(texts[n:n + k])), assistant_prefix=texts[-1])
 
         return Redaction(outbound, StreamRestorer(redactor))
+
+
+def _scan_order(g: GenerationRequest) -> list[int]:
+    """Message indices, the user's first (in order): a value a user splits over two turns
+    is then contiguous when the texts are scanned joined, whatever the model said between."""
+    return sorted(range(len(g.messages)), key=lambda i: g.messages[i].role != "user")
+
+
+def _outbound_texts(g: GenerationRequest) -> list[str]:
+    """The request's text fields a remote tier receives, in scan order: messages, then stop."""
+    return [g.messages[i].content for i in _scan_order(g)] + list(g.params.stop)
