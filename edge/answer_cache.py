@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.private_files import private_state_file
+
 __all__ = ["AnswerCache", "CachedAnswer", "CacheQuery", "normalize"]
 
 DIM = 384  # all-MiniLM-L6-v2
@@ -152,7 +154,8 @@ class AnswerCache:
         """`embed` maps a prompt to a unit vector; without it only exact matches are served."""
         self.ttl_s, self.max_entries, self.threshold = ttl_s, max_entries, threshold
         self.embed, self._clock = embed, clock
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Every tenant's answers: readable by this user only (edge.private_files).
+        private_state_file(Path(path), own_dir=False)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")

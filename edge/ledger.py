@@ -27,6 +27,7 @@ from typing import Protocol
 import platformdirs
 
 from edge.errors import ConfigError
+from edge.private_files import private_state_file
 from edge.types import Tier
 
 __all__ = [
@@ -205,7 +206,8 @@ class Ledger:
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The ledger is every tenant's usage: this user's only, in edge's own directory.
+            private_state_file(self.path, own_dir=self.path.parent == default_ledger_path().parent)
             # isolation_level=None: no implicit transactions; each INSERT
             # commits on its own, schema setup uses an explicit one.
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,

@@ -14,7 +14,6 @@ import hmac
 import inspect
 import logging
 import os
-import stat
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +25,7 @@ from typing import Any
 import grpc
 
 from edge.config import SecuritySettings
+from edge.private_files import check_secret_file
 from edge.errors import ConfigError
 
 __all__ = ["Gatekeeper", "Guard", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
@@ -43,18 +43,8 @@ def current_client() -> str:
 
 
 def check_private_file(path: str, field: str) -> Path:
-    """Refuse a secret file that is missing or that every user on the box can read."""
-    p = Path(path).expanduser()
-    try:
-        mode = p.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(f"{field}: cannot read {p}: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(f"{field}: {p} is not a regular file")
-    if mode & stat.S_IROTH:
-        raise ConfigError(f"{field}: {p} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
-                          f"run: chmod 600 {p}")
-    return p
+    """A secret file others can neither read nor change (edge.private_files.check_secret_file)."""
+    return check_secret_file(path, field)
 
 
 def _read(path: str, field: str) -> bytes:
@@ -100,6 +90,13 @@ class TokenStore:
             if len(token) < self.MIN_TOKEN_CHARS:
                 raise ConfigError(f"security.tokens_file: {p} line {n}: token is shorter than "
                                   f"{self.MIN_TOKEN_CHARS} characters")
+            for other, other_name in tokens:
+                if hmac.compare_digest(other, token.encode("utf-8")):
+                    raise ConfigError(f"security.tokens_file: {p} line {n}: the same token as client "
+                                      f"{other_name!r}; each client needs its own token")
+                if other_name == name:
+                    raise ConfigError(f"security.tokens_file: {p} line {n}: client name {name!r} is used twice; "
+                                      "two clients would share one tenant (and its cached answers)")
             tokens.append((token.encode("utf-8"), name))
         if not tokens:
             raise ConfigError(f"security.tokens_file: {p} holds no token; every request would be refused")

@@ -9,10 +9,11 @@ import time
 
 import grpc
 import httpx
+import pytest
 
 from edge.client import Client
 
-from .conftest import SERVING, fake_config, health_status, start_daemon, wait_until
+from .conftest import SERVING, TOKEN_A, TOKEN_B, fake_config, health_status, start_daemon, wait_until, write_private
 
 
 def _raise_own_file_limit(n: int) -> None:
@@ -69,3 +70,67 @@ listen = "127.0.0.1:0"
     log = d.logs()
     assert len(log) < 100_000, f"log grew to {len(log)} bytes"
     assert "HTTP connections refused" in log
+
+
+# -- files other users could read or write --------------------------------------------------------
+
+def test_ledger_and_answer_cache_are_private_whatever_the_umask(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from edge.answer_cache import AnswerCache
+    from edge.ledger import Ledger, LedgerEntry
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("EDGE_LEDGER", str(state / "ledger.sqlite3"))  # edge's own directory: made 0700
+    old = os.umask(0o002)  # a permissive umask, as on many desktops
+    try:
+        with Ledger(state / "ledger.sqlite3") as ledger:
+            ledger.record(LedgerEntry(request_id="r", ts=1.0, tier="local", backend="local", model="m",
+                                      prompt_tokens=1, completion_tokens=1, cost_usd=0.0, latency_ms=1.0, outcome="ok"))
+            cache = AnswerCache(state / "answers.sqlite3", ttl_s=60, max_entries=10, threshold=0.9)
+            cache.close()
+            files = sorted(p for p in state.iterdir())
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert {"ledger.sqlite3", "ledger.sqlite3-wal", "answers.sqlite3"} <= set(modes)
+    assert all(mode == 0o600 for mode in modes.values()), modes
+
+
+def test_a_ledger_made_by_an_older_version_is_tightened(tmp_path):
+    import stat
+
+    from edge.ledger import Ledger
+
+    path = tmp_path / "ledger.sqlite3"
+    Ledger(path).close()
+    path.chmod(0o644)
+    Ledger(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode,why", [(0o602, "writable by every user"), (0o622, "writable by every user"),
+                                      (0o620, "writable by its group"), (0o644, "readable by every user")])
+def test_a_tokens_file_others_can_write_or_read_is_refused(tmp_path, mode, why):
+    from edge.errors import ConfigError
+    from edge.security import check_private_file
+
+    f = write_private(tmp_path / "tokens", f"kiosk {TOKEN_A}\n", mode=mode)
+    with pytest.raises(ConfigError, match=rf"security.tokens_file: .*{why} \(mode 0{mode:o}\).*chmod 600"):
+        check_private_file(str(f), "security.tokens_file")
+
+
+@pytest.mark.parametrize("lines,why", [
+    (f"kiosk {TOKEN_A}\npanel {TOKEN_A}\n", "the same token as client 'kiosk'"),
+    (f"kiosk {TOKEN_A}\nkiosk {TOKEN_B}\n", "client name 'kiosk' is used twice"),
+    (f"client-2 {TOKEN_A}\n{TOKEN_B}\n", "client name 'client-2' is used twice"),
+])
+def test_tokens_that_would_make_two_clients_one_tenant_are_refused(tmp_path, lines, why):
+    from edge.errors import ConfigError
+    from edge.security import TokenStore
+
+    f = write_private(tmp_path / "tokens", lines)
+    with pytest.raises(ConfigError, match=why):
+        TokenStore(str(f))
