@@ -32,7 +32,8 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
     if entry.backend == "fake":
         return FakeBackend(entry.name, reply=entry.fake_reply, token_delay_s=entry.fake_token_delay_ms / 1000,
                            load_delay_s=entry.fake_load_delay_ms / 1000,
-                           n_ctx=n_ctx, queue_size=local.queue_size, logprob=entry.fake_logprob)
+                           n_ctx=n_ctx, queue_size=local.queue_size, queue_per_client=local.queue_per_client,
+                           logprob=entry.fake_logprob)
     from edge.backends.llama import LlamaBackend
 
     sha256, size = entry.sha256, None
@@ -53,7 +54,8 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
     elif not path.is_file():
         raise ModelNotFound(f"model {entry.name!r}: file {path} does not exist")
     return LlamaBackend(entry.name, path, sha256=sha256, n_ctx=n_ctx, n_threads=local.n_threads,
-                        n_gpu_layers=local.n_gpu_layers, chat_format=entry.chat_format, queue_size=local.queue_size)
+                        n_gpu_layers=local.n_gpu_layers, chat_format=entry.chat_format, queue_size=local.queue_size,
+                        queue_per_client=local.queue_per_client)
 
 
 def build_remote(entry: RemoteEntry, tier: Tier, settings: Settings, *,

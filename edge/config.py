@@ -100,6 +100,7 @@ class LocalSettings(_Section):
     n_ctx: int = Field(2048, ge=128, le=1_048_576, description="Default context length in tokens")
     n_gpu_layers: int = Field(0, ge=-1, le=10_000, description="Layers to offload to a GPU; -1 = all, 0 = CPU only")
     queue_size: int = Field(8, ge=0, le=10_000, description="Requests that may wait per model; one more is rejected with RESOURCE_EXHAUSTED")
+    queue_per_client: int = Field(0, ge=0, le=10_000, description="Places (waiting or running) one authenticated client may hold per model, so its flood never fills the queue for others; 0 = half the queue plus the running one")
     models: list[ModelEntry] = Field(default_factory=list, description="Models to load besides the default, or to configure it by path")
 
 

@@ -111,6 +111,6 @@ def validate(d: Draft, limits: LimitsSettings, *, request_id: str, time_remainin
         raise InvalidArgument("routing.max_cost_usd", f"must be 0 (no ceiling) or positive, got {d.max_cost_usd}")
     deadline = None if time_remaining is None else time.monotonic() + time_remaining
     generation = GenerationRequest(messages=messages, params=params, request_id=request_id, deadline=deadline,
-                                   stream=stream)
+                                   stream=stream, client=tenant)
     return Request(generation=generation, model=d.model, preference=d.preference,
                    max_latency_ms=d.max_latency_ms, max_cost_usd=d.max_cost_usd, tenant=tenant)

@@ -494,3 +494,32 @@ def test_a_value_split_between_messages_never_leaves_whole_or_in_parts(tmp_path)
         assert "4111" not in sent and sent.count("[CARD_1]") == 2 and "PII_REDACTED" in codes(events[-1])
 
     run(scenario())
+
+
+# -- one client's flood never refuses, or starves, another's request ---------------------------------
+
+def test_a_clients_flood_leaves_room_and_turns_for_another_client(tmp_path):
+    from edge.errors import Overloaded
+
+    async def scenario() -> None:
+        toml = fake_config(reply="one two three", token_delay_ms=20, queue_size=4)  # 3 places per client
+        async with Core(core_settings(tmp_path, toml), {}) as core:
+            finished: list[str] = []
+
+            async def ask(tenant: str, n: int) -> str:
+                events = [e async for e in core.engine.serve(
+                    Draft(messages=[("user", "hi")]), Arrival(f"{tenant}-{n}", "test", stream=False,
+                                                              time_remaining=30, tenant=tenant))]
+                finished.append(tenant)
+                return events[-1].text
+
+            flood = [asyncio.create_task(ask("alice", n)) for n in range(6)]
+            await asyncio.sleep(0)  # alice's six arrive first
+            bob = asyncio.create_task(ask("bob", 0))
+            results = await asyncio.gather(*flood, bob, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, Overloaded)]
+        assert len(refused) == 3 and all("this client already has 3" in str(r) for r in refused)
+        assert results[-1] == "one two three"  # bob was not refused: the queue had room
+        assert finished.index("bob") <= 1  # and took his turn after alice's running request, not after all
+
+    run(scenario())

@@ -47,6 +47,9 @@ class GenerationRequest:
     # Ask for the answer's token log-probabilities (Chunk.logprob_mean/logprob_min),
     # where the backend can compute them.
     confidence: bool = False
+    # Who asked (the authenticated client; "" = not known): a local model's queue takes
+    # turns between clients, and caps how many places one may hold.
+    client: str = ""
 
     def approx_prompt_tokens(self) -> int:
         """A tokenizer-free guess at the prompt's size, about 4 characters a token:

@@ -34,9 +34,9 @@ class FakeBackend(ThreadedBackend):
     kind = "fake"
 
     def __init__(self, name: str = "fake", *, reply: str = "", token_delay_s: float = 0.0,
-                 load_delay_s: float = 0.0, n_ctx: int = 2048, queue_size: int = 8,
+                 load_delay_s: float = 0.0, n_ctx: int = 2048, queue_size: int = 8, queue_per_client: int = 0,
                  logprob: float | Sequence[float] | None = None) -> None:
-        super().__init__(name, queue_size=queue_size)
+        super().__init__(name, queue_size=queue_size, queue_per_client=queue_per_client)
         # Reported to requests that ask for confidence: one value for every token, or one
         # per token in order (the last repeats), so a test can script a confident first
         # sentence followed by unsure text.

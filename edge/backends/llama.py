@@ -160,8 +160,9 @@ class LlamaBackend(ThreadedBackend):
     kind = "llama"
 
     def __init__(self, name: str, path: Path, *, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0,
-                 n_gpu_layers: int = 0, chat_format: str = "", queue_size: int = 8) -> None:
-        super().__init__(name, queue_size=queue_size)
+                 n_gpu_layers: int = 0, chat_format: str = "", queue_size: int = 8,
+                 queue_per_client: int = 0) -> None:
+        super().__init__(name, queue_size=queue_size, queue_per_client=queue_per_client)
         self.path = path
         self.sha256 = sha256
         self.n_ctx = n_ctx

@@ -40,11 +40,12 @@ class ThreadedBackend(Backend):
 
     kind = "threaded"
 
-    def __init__(self, name: str, *, queue_size: int) -> None:
+    def __init__(self, name: str, *, queue_size: int, queue_per_client: int = 0) -> None:
         self.name = name
         self.state = "loading"
         self.stats = BackendStats()
         self._queue_size = queue_size
+        self._queue_per_client = queue_per_client
         self._queue: AdmissionQueue | None = None
         # One worker thread: a llama.cpp context is not thread-safe, so one
         # generation at a time per loaded instance.
@@ -88,12 +89,12 @@ class ThreadedBackend(Backend):
     def queue(self) -> AdmissionQueue:
         """Made on first use: its semaphore belongs to the event loop that first uses it."""
         if self._queue is None:
-            self._queue = AdmissionQueue(self.name, self._queue_size)
+            self._queue = AdmissionQueue(self.name, self._queue_size, self._queue_per_client)
         return self._queue
 
     async def start(self) -> None:
         if self._queue is None:  # made here, on the loop that will serve it
-            self._queue = AdmissionQueue(self.name, self._queue_size)
+            self._queue = AdmissionQueue(self.name, self._queue_size, self._queue_per_client)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._load)
@@ -149,7 +150,7 @@ class ThreadedBackend(Backend):
             prepared = await asyncio.to_thread(self._prepare, request)
         queued_at = time.monotonic()
         try:
-            await self.queue.acquire(request.remaining())
+            await self.queue.acquire(request.remaining(), request.client)
         except Overloaded:
             self.stats.rejected_total += 1
             raise
@@ -173,11 +174,11 @@ class ThreadedBackend(Backend):
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, work)
         except BaseException:
-            self.queue.release()
+            self.queue.release(request.client)
             raise
         # The slot is freed when the model's thread is really done, not when the
         # client goes away: the next request must find the context idle.
-        future.add_done_callback(lambda _f: self.queue.release())
+        future.add_done_callback(lambda _f: self.queue.release(request.client))
         return future
 
     def _converted(self, exc: BaseException) -> EdgeError:
