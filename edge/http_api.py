@@ -36,7 +36,7 @@ from starlette.routing import Route
 from edge.errors import BodyTimeout, ConfigError, InvalidArgument, PayloadTooLarge, wire_error
 from edge.http_limits import ConnectionLimits, guarded_protocol
 from edge.pipeline.admission import Arrival
-from edge.security import Refusal, bearer_token
+from edge.security import Refusal, bearer_token, client_address
 from edge.types import Notice, Preference, Result
 from edge.validation import Draft
 
@@ -197,15 +197,23 @@ class _Handler:
         return JSONResponse(error_body(refusal.message, "authentication_error", code="invalid_api_key"), 401)
 
     def _admit(self, request: Request) -> tuple[str, JSONResponse | None]:
-        """(tenant, None) to go on, or (tenant, the refusal to send)."""
+        """(tenant, None) to go on, or (tenant, the refusal to send). Like gRPC: the tenant
+        is the token's name, else the client certificate's identity under mutual TLS, else
+        '' (everyone on the device is one tenant)."""
         doors = self.daemon.doors
+        identity = self._identity(request)
         if not doors.closed:
-            return "", None
-        peer = request.client.host if request.client else "unknown"
-        client, refusal = doors.admit(bearer_token(request.headers.get("authorization")), f"http:{peer}")
-        # Like gRPC: the tenant is the token's name; without tokens, everyone on the device is one tenant.
-        tenant = client if doors.tokens is not None else ""
+            return identity, None
+        peer = client_address(request.client.host) if request.client else "unknown"
+        client, refusal = doors.admit(bearer_token(request.headers.get("authorization")), peer)
+        tenant = client if doors.tokens is not None else identity
         return tenant, (self._refused(refusal) if refusal is not None else None)
+
+    def _identity(self, request: Request) -> str:
+        limits = self.daemon.http.limits if self.daemon.http is not None else None
+        if limits is None or request.client is None:
+            return ""
+        return limits.identities.get((request.client.host, request.client.port), "")
 
     @staticmethod
     def _error(exc: BaseException, request_id: str) -> JSONResponse:

@@ -39,6 +39,8 @@ class ConnectionLimits:
         self.by_client: Counter[str] = Counter()
         self.refused_total = 0
         self.timed_out_total = 0
+        # (peer host, port) -> the client certificate's identity, for connections that sent one.
+        self.identities: dict[tuple[str, int], str] = {}
         self._warned_at = 0.0
 
     def admit(self, client: str) -> bool:
@@ -63,6 +65,19 @@ class ConnectionLimits:
             del self.by_client[client]
 
 
+def _certificate_identity(transport: asyncio.Transport) -> str:
+    """'cert:' + the TLS client certificate's common name (else its first DNS name); ''."""
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return ""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return f"cert:{value}"
+    names = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+    return f"cert:{names[0]}" if names else ""
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
     """uvicorn's h11 protocol with `limits` applied (pass it as uvicorn.Config(http=...))."""
 
@@ -71,6 +86,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         _admitted = False
         _head_timer: asyncio.TimerHandle | None = None
         _waiting_after: Any = None  # the request cycle current when the timer was armed
+        _key: tuple[str, int] | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             peer = transport.get_extra_info("peername")
@@ -79,6 +95,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
                 transport.abort()  # before uvicorn sees it: no task, no log line, the descriptor freed now
                 return
             self._admitted = True
+            self._key = peer[:2] if isinstance(peer, tuple) and len(peer) >= 2 else None
+            if self._key is not None and (identity := _certificate_identity(transport)):
+                limits.identities[self._key] = identity
             super().connection_made(transport)
             self._await_head()
 
@@ -88,6 +107,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self._admitted = False
             self._cancel_head_timer()
             limits.release(self._peer)
+            if self._key is not None:
+                limits.identities.pop(self._key, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import inspect
+import ipaddress
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+import urllib.parse
 
 import grpc
 
@@ -28,7 +30,7 @@ from edge.config import SecuritySettings
 from edge.private_files import check_secret_file
 from edge.errors import ConfigError
 
-__all__ = ["Gatekeeper", "Guard", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
+__all__ = ["Gatekeeper", "Guard", "client_address", "peer_identity", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
            "current_client", "peer_host", "server_credentials"]
 
 log = logging.getLogger("edge.security")
@@ -158,10 +160,34 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def peer_host(peer: str) -> str:
-    """'ipv4:127.0.0.1:5123' -> 'ipv4:127.0.0.1': one bucket per host, not per connection."""
+    """The client a gRPC peer string stands for, keyed like client_address():
+    'ipv4:10.0.0.7:5123' -> '10.0.0.7', 'ipv6:%5B::1%5D:5123' -> 'local', 'unix:...' -> 'local'."""
+    if peer.startswith("unix:"):
+        return "local"
     if peer.startswith(("ipv4:", "ipv6:")):
-        return peer.rsplit(":", 1)[0]
-    return peer.split(":", 1)[0] or "unknown"
+        return client_address(urllib.parse.unquote(peer.split(":", 1)[1].rsplit(":", 1)[0]).strip("[]"))
+    return peer or "unknown"
+
+
+def client_address(host: str) -> str:
+    """One name per client machine whatever the door: this device (loopback or the unix
+    socket) is 'local', any other host its address. Rate limits and logs key on it, so a
+    client gets one bucket across gRPC, the unix socket and HTTP, not one per door."""
+    try:
+        return "local" if ipaddress.ip_address(host).is_loopback else host
+    except ValueError:
+        return host or "unknown"
+
+
+def peer_identity(context: grpc.aio.ServicerContext) -> str:
+    """The client certificate's identity under mutual TLS ('cert:' + its common name, or
+    its first subject alternative name); '' when the connection presented none."""
+    auth = context.auth_context() or {}
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        values = auth.get(key)
+        if values:
+            return "cert:" + values[0].decode("utf-8", "replace")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +204,8 @@ class Gatekeeper:
                  on_reject: Callable[[str], None] | None = None) -> None:
         self.tokens, self.limiter = tokens, limiter
         self._on_reject = on_reject or (lambda reason: None)
+        self._logged: dict[str, float] = {}   # reason -> when its last log line was written
+        self._refused: dict[str, int] = {}    # reason -> refusals since that line
 
     @property
     def closed(self) -> bool:
@@ -192,7 +220,7 @@ class Gatekeeper:
             if client is None:
                 why = "missing" if token is None else "not valid"
                 return self._refuse("", Refusal("unauthenticated", f"bearer token {why}: send "
-                                                "'authorization: Bearer <token>'"))
+                                                "'authorization: Bearer <token>'"), peer)
         else:
             client = peer
         if self.limiter is not None:
@@ -200,11 +228,18 @@ class Gatekeeper:
             if wait > 0:
                 return self._refuse(client, Refusal(
                     "rate_limited", f"rate limit: {self.limiter.rate:g} requests/s (burst {self.limiter.burst:g}) "
-                                    f"per client; retry in {wait:.2f}s", wait))
+                                    f"per client; retry in {wait:.2f}s", wait), peer)
         return client, None
 
-    def _refuse(self, client: str, refusal: Refusal) -> tuple[str, Refusal]:
+    def _refuse(self, client: str, refusal: Refusal, peer: str = "") -> tuple[str, Refusal]:
         self._on_reject(refusal.reason)
+        now = time.monotonic()
+        if now - self._logged.get(refusal.reason, -1e9) > 10:  # one line per reason per 10 s, with a count
+            log.warning("call refused at the door", extra={"reason": refusal.reason, "client": client, "peer": peer,
+                                                           "since_last_line": self._refused.get(refusal.reason, 0)})
+            self._logged[refusal.reason], self._refused[refusal.reason] = now, 0
+        else:
+            self._refused[refusal.reason] = self._refused.get(refusal.reason, 0) + 1
         return client, refusal
 
 

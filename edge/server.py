@@ -27,7 +27,16 @@ from edge.engine import Engine
 from edge.errors import ConfigError, wire_error
 from edge.logs import quiet_accept_errors
 from edge.pipeline.admission import Arrival
-from edge.security import Gatekeeper, Guard, RateLimiter, TokenStore, current_client, reload_tokens, server_credentials
+from edge.security import (
+    Gatekeeper,
+    Guard,
+    RateLimiter,
+    TokenStore,
+    current_client,
+    peer_identity,
+    reload_tokens,
+    server_credentials,
+)
 from edge.snapshot import Snapshot
 from edge.types import Notice, Preference, Result, Tier
 from edge.v1 import router_pb2 as pb
@@ -86,8 +95,18 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
     def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
                 stream: bool) -> AsyncIterator[str | Notice | Result]:
         arrival = Arrival(request_id=request.request_id or uuid.uuid4().hex, door="grpc", stream=stream,
-                          time_remaining=context.time_remaining(), tenant=current_client())
+                          time_remaining=context.time_remaining(), tenant=self._tenant(context))
         return self._engine.serve(to_draft(request), arrival)
+
+    def _tenant(self, context: grpc.aio.ServicerContext) -> str:
+        """Whose cached answers a call may see: the token's client; else, under mutual TLS,
+        the client certificate's identity, and the unix socket (no certificate) a scope of
+        its own; else '' (without tokens or mutual TLS everyone on the device is one tenant)."""
+        if client := current_client():
+            return client
+        if not self._daemon.settings.security.tls_client_ca_file:
+            return ""
+        return peer_identity(context) or ("local-socket" if context.peer().startswith("unix:") else "")
 
     @staticmethod
     async def _abort(context: grpc.aio.ServicerContext, exc: Exception, request_id: str) -> None:

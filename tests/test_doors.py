@@ -134,3 +134,27 @@ def test_tokens_that_would_make_two_clients_one_tenant_are_refused(tmp_path, lin
     f = write_private(tmp_path / "tokens", lines)
     with pytest.raises(ConfigError, match=why):
         TokenStore(str(f))
+
+
+def test_one_rate_limit_bucket_per_client_across_every_door(tmp_path):
+    """Without tokens a client on this device is one client, whether it calls over TCP, the
+    unix socket or HTTP: the burst is shared, not granted once per door."""
+    sock = tmp_path / "edge.sock"
+    d = start_daemon(tmp_path, fake_config(reply="ok", server_extra=f'unix_socket = "{sock}"') + """
+[http]
+listen = "127.0.0.1:0"
+
+[security]
+rate_limit_per_s = 0.01
+rate_limit_burst = 2
+""")
+    try:
+        assert d.client().ask("hi", timeout=10).text == "ok"
+        with grpc.insecure_channel(f"unix:{sock}") as ch:
+            assert Client(channel=ch).ask("hi", timeout=10).text == "ok"
+        r = httpx.post(f"http://{d.addresses['http']}/v1/chat/completions", timeout=10,
+                       json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 429 and "rate limit" in r.json()["error"]["message"]
+    finally:
+        d.stop()
+    assert '"reason": "rate_limited"' in d.logs() and '"client": "local"' in d.logs()

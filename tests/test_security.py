@@ -198,6 +198,8 @@ def pki(tmp_path_factory) -> dict[str, Path]:
     server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     save("server", _cert("127.0.0.1", server_key, "edge test CA", ca_key, server=True), server_key)
     save("client", _cert("kiosk-7", client_key, "edge test CA", ca_key), client_key)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    save("other", _cert("panel-3", other_key, "edge test CA", ca_key), other_key)
     return out
 
 
@@ -267,3 +269,30 @@ def test_tls_settings_that_do_not_pair_are_config_errors(tmp_path):
     cfg.write_text('[security]\ntls_client_ca_file = "ca.crt"\n')
     with pytest.raises(ConfigError, match="mutual TLS"):
         load_settings(cfg, environ={})
+
+
+def test_under_mutual_tls_each_certificate_is_its_own_tenant_and_the_socket_its_own_scope(tmp_path, pki):
+    """Without tokens, mutual TLS names the client: one certificate's cached answer is
+    never served to another, nor to the unix socket (which presents none)."""
+    sock = tmp_path / "edge.sock"
+    security = (f'[security]\ntls_cert_file = "{pki["server_cert"]}"\ntls_key_file = "{pki["server_key"]}"\n'
+                f'tls_client_ca_file = "{pki["ca_cert"]}"\n\n[cache]\nenabled = true\n')
+    cfg = fake_config(reply="ok", server_extra=f'unix_socket = "{sock}"', extra=security)
+    d = start_daemon(tmp_path, cfg, wait_serving=False)
+    try:
+        deadline = time.monotonic() + 30
+        while tls_health(d.target, pki, client_cert=True) != SERVING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kiosk = Client(d.target, ca_file=str(pki["ca_cert"]), cert_file=str(pki["client_cert"]),
+                       key_file=str(pki["client_key"]))
+        panel = Client(d.target, ca_file=str(pki["ca_cert"]), cert_file=str(pki["other_cert"]),
+                       key_file=str(pki["other_key"]))
+        local = Client(f"unix:{sock}")
+        question = "What is the boiling point of water?"
+        assert kiosk.ask(question, timeout=10).served_by.backend == "local"
+        assert kiosk.ask(question, timeout=10).served_by.backend == "cache"
+        assert panel.ask(question, timeout=10).served_by.backend == "local"  # not kiosk-7's answer
+        assert local.ask(question, timeout=10).served_by.backend == "local"  # nor the socket's
+        assert local.ask(question, timeout=10).served_by.backend == "cache"  # the socket's own scope
+    finally:
+        d.stop()
