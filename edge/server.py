@@ -183,6 +183,31 @@ def _hardware(hw: Any) -> pb.HardwareSummary | None:
         on_battery=hw.battery_plugged is False, thermal_throttled=bool(hw.temperature_high))
 
 
+class _Health(health.aio.HealthServicer):
+    """grpc.health.v1 with List implemented (the package leaves it raising, which logged a
+    traceback for every call a client made)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, int] = {}
+        self._draining = False
+
+    async def set(self, service: str, status: int) -> None:  # type: ignore[override]
+        if not self._draining:
+            self._statuses[service] = status
+        await super().set(service, status)
+
+    async def enter_graceful_shutdown(self) -> None:
+        self._draining = True
+        self._statuses = dict.fromkeys(self._statuses, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await super().enter_graceful_shutdown()
+
+    async def List(self, request: health_pb2.HealthListRequest,  # noqa: N802 - the RPC's name
+                   context: grpc.aio.ServicerContext) -> health_pb2.HealthListResponse:
+        return health_pb2.HealthListResponse(statuses={
+            name: health_pb2.HealthCheckResponse(status=status) for name, status in self._statuses.items()})
+
+
 class Daemon:
     """The daemon's lifecycle: bind, load, serve, drain."""
 
@@ -201,7 +226,7 @@ class Daemon:
         self.started_at = time.monotonic()
         self.addresses: dict[str, str] = {}
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = _Health()
         self._stop = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
         self.http: Any = None  # edge.http_api.HttpFrontDoor when [http] listen is set

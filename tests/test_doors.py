@@ -158,3 +158,49 @@ rate_limit_burst = 2
     finally:
         d.stop()
     assert '"reason": "rate_limited"' in d.logs() and '"client": "local"' in d.logs()
+
+
+# -- idle streams and log floods --------------------------------------------------------------------
+
+def test_health_list_answers_and_no_client_call_logs_a_traceback(tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    d = start_daemon(tmp_path, fake_config(reply="ok"))
+    try:
+        with grpc.insecure_channel(d.target) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for _ in range(20):
+                statuses = stub.List(health_pb2.HealthListRequest(), timeout=5).statuses
+            assert statuses[""].status == SERVING and statuses["edge.v1.EdgeRouter"].status == SERVING
+    finally:
+        d.stop()
+    assert "Traceback" not in d.logs()
+
+
+def test_abandoned_streams_cannot_pile_up_past_the_concurrency_limit(tmp_path):
+    """Health watches nobody reads hold a call each; past server.max_concurrent_rpcs a new
+    call is refused at once (RESOURCE_EXHAUSTED), and once they go the daemon serves again."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    d = start_daemon(tmp_path, fake_config(reply="ok", server_extra="max_concurrent_rpcs = 20"))
+    try:
+        with grpc.insecure_channel(d.target) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(20)]
+            for w in watches:
+                next(w)  # each is open and holds its call
+            with pytest.raises(grpc.RpcError) as refused:
+                Client(channel=ch).ask("hi", timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            for w in watches:
+                w.cancel()
+            assert wait_until(lambda: _answers(ch), timeout=10)
+    finally:
+        d.stop()
+
+
+def _answers(ch: grpc.Channel) -> bool:
+    try:
+        return Client(channel=ch).ask("hi", timeout=5).text == "ok"
+    except grpc.RpcError:
+        return False
