@@ -31,6 +31,7 @@ from typing import IO, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.config import model_name_problem
 from edge.errors import ConfigError, ModelCorrupt, ModelError, ModelNotFound
 from edge.shipped import shipped_file
 
@@ -190,9 +191,16 @@ def _write_receipt(models_dir: Path, name: str, path: Path, digest: str, fmt: Mo
         "mtime_ns": st.st_mtime_ns,
         "verified_at": time.time(),
     }
-    tmp = _receipt_path(models_dir, name).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(receipt, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, _receipt_path(models_dir, name))
+    # mkstemp creates a new file (O_EXCL): a link planted at a predictable temp name cannot
+    # redirect the write; os.replace then swaps the name itself, never a link's target.
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".json.tmp", dir=models_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(receipt, indent=2) + "\n")
+        os.replace(tmp, _receipt_path(models_dir, name))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path | None = None,
@@ -324,6 +332,8 @@ def install_from(path: Path, models_dir: Path, *, name: str | None = None, progr
     """
     if not path.is_file():
         raise ModelNotFound(f"--from: {path} is not a file")
+    if name is not None and (problem := model_name_problem(name)) is not None:
+        raise ConfigError(f"--name {name!r}: {problem}")
     manifest = load_manifest()
     if path.suffix == ".whl":
         with zipfile.ZipFile(path) as zf:

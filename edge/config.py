@@ -24,6 +24,16 @@ __all__ = [
 ]
 
 
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a model, or None. Names become file names in the models
+    directory (receipts), so nothing that could point elsewhere: no slashes, no leading
+    dot, no spaces or control characters."""
+    if not name or len(name) > 128 or name.startswith(".") or any(
+            c.isspace() or c in "/\\" or not c.isprintable() for c in name):
+        return "must be 1-128 characters with no spaces, slashes or control characters, not starting with '.'"
+    return None
+
+
 class _Section(BaseModel):
     # Unknown keys are typos more often than not: reject them by name.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -78,8 +88,8 @@ class ModelEntry(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not v or len(v) > 128 or any(c.isspace() or c in "/\\" for c in v):
-            raise ValueError("must be 1-128 characters with no spaces or slashes")
+        if (problem := model_name_problem(v)) is not None:
+            raise ValueError(problem)
         return v
 
     @field_validator("fake_logprob")

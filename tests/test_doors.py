@@ -204,3 +204,34 @@ def _answers(ch: grpc.Channel) -> bool:
         return Client(channel=ch).ask("hi", timeout=5).text == "ok"
     except grpc.RpcError:
         return False
+
+
+# -- files written where they must not be -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../outside/pwned", "/tmp/pwned", "..", ".hidden", "a b", "a\nb"])
+def test_a_model_name_cannot_write_outside_the_models_directory(tmp_path, name):
+    from edge.catalog import install_from
+    from edge.errors import ConfigError
+
+    custom = tmp_path / "custom.gguf"
+    custom.write_bytes(b"GGUF" + b"\x01" * 100)
+    models = tmp_path / "models"
+    with pytest.raises(ConfigError, match="--name"):
+        install_from(custom, models, name=name)
+    assert not (tmp_path / "outside").exists() and not list(tmp_path.glob("*pwned*"))
+
+
+def test_a_link_planted_where_the_receipt_is_written_is_not_followed(tmp_path):
+    from edge.catalog import install_from
+
+    custom = tmp_path / "custom.gguf"
+    custom.write_bytes(b"GGUF" + b"\x01" * 100)
+    models = tmp_path / "models"
+    models.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    for planted in ("custom.json.tmp", ".custom.json.tmp"):  # the old and any predictable temp name
+        (models / planted).symlink_to(victim)
+    name, _ = install_from(custom, models, name="custom")
+    assert victim.read_text() == "untouched" and (models / "custom.json").is_file()
+    assert not (models / "custom.json").is_symlink()
