@@ -222,7 +222,18 @@ class CacheSettings(_Section):
 
 
 class MetricsSettings(_Section):
-    listen: HostPort = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off")
+    listen: HostPort = Field("", description="host:port of the Prometheus /metrics endpoint; empty = off. Keep it on loopback unless it has TLS: it shows backends, budgets and load")
+    tls_cert_file: str = Field("", description="PEM certificate: with tls_key_file, /metrics speaks TLS only")
+    tls_key_file: str = Field("", description="PEM private key of that certificate; must not be readable or writable by other users")
+    tls_client_ca_file: str = Field("", description="PEM CA bundle: when set, scrapers must present a certificate it signed")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> MetricsSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
 
 class TracingSettings(_Section):

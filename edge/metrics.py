@@ -93,12 +93,16 @@ class Metrics:
         metrics server's thread), `state()` returns the daemon's state string."""
         self.registry.register(_LiveState(snapshot, state))
 
-    def serve(self, listen: str) -> str:
-        """Start the /metrics HTTP endpoint on its own thread; returns the bound host:port."""
+    def serve(self, listen: str, *, certfile: str = "", keyfile: str = "", client_cafile: str = "") -> str:
+        """Start the /metrics endpoint on its own thread (HTTPS with `certfile`, and client
+        certificates signed by `client_cafile` when given); returns the bound host:port."""
         from prometheus_client import start_http_server
 
         host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        tls = {"certfile": certfile, "keyfile": keyfile} if certfile else {}
+        if client_cafile:
+            tls |= {"client_cafile": client_cafile, "client_auth_required": True}
+        server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry, **tls)
         self._server = server
         bound = f"{host}:{server.server_address[1]}"
         log.info("metrics listening", extra={"address": bound})

@@ -32,6 +32,7 @@ from edge.security import (
     Guard,
     RateLimiter,
     TokenStore,
+    check_private_file,
     current_client,
     peer_identity,
     reload_tokens,
@@ -141,7 +142,9 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
 
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         models = [
-            pb.ModelInfo(name=d.name, tier=pb.TIER_LOCAL, backend=d.backend, path=d.path, size_bytes=d.size_bytes,
+            # The file's name only: where this box keeps its files is not the client's business.
+            pb.ModelInfo(name=d.name, tier=pb.TIER_LOCAL, backend=d.backend, path=Path(d.path).name if d.path else "",
+                         size_bytes=d.size_bytes,
                          sha256=d.sha256, context_length=d.context_length,
                          is_default=d.name == self._engine.default_model, state=state)
             for d, state in self._engine.describe()
@@ -300,8 +303,12 @@ class Daemon:
             raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
         if self.settings.metrics.listen:
             self.engine.metrics.attach(lambda: self.engine.snapshot(), lambda: self.state)
+            m = self.settings.metrics
+            if m.tls_key_file:
+                check_private_file(m.tls_key_file, "metrics.tls_key_file")
             try:
-                self.addresses["metrics"] = self.engine.metrics.serve(self.settings.metrics.listen)
+                self.addresses["metrics"] = self.engine.metrics.serve(
+                    m.listen, certfile=m.tls_cert_file, keyfile=m.tls_key_file, client_cafile=m.tls_client_ca_file)
             except OSError as exc:
                 raise ConfigError(f"metrics.listen: cannot bind {self.settings.metrics.listen}: {exc}") from exc
         if self.settings.http.listen:

@@ -235,3 +235,22 @@ def test_a_link_planted_where_the_receipt_is_written_is_not_followed(tmp_path):
     name, _ = install_from(custom, models, name="custom")
     assert victim.read_text() == "untouched" and (models / "custom.json").is_file()
     assert not (models / "custom.json").is_symlink()
+
+
+def test_credentials_in_a_backend_url_never_reach_the_log(tmp_path, loopback):
+    cloud = loopback(reply="remote answer")
+    host = cloud.base_url.split("://", 1)[1]
+    d = start_daemon(tmp_path, fake_config(reply="local") + f"""
+[routing]
+strategy = "chain"
+
+[[onprem]]
+name = "lan"
+base_url = "http://operator:hunter2-secret@{host}"
+model = "m"
+""")
+    try:
+        assert d.client().ask("hi", timeout=10).text == "remote answer"
+    finally:
+        d.stop()
+    assert "hunter2-secret" not in d.logs() and '"backend": "lan"' in d.logs()

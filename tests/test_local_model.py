@@ -195,7 +195,8 @@ path = "{default_model_path}"
         r = d.client().ask("Say hi.", max_tokens=8, timeout=300)
         assert r.served_by.model == "mine" and r.usage.completion_tokens > 0
         [m] = d.client().list_models().models
-        assert (m.name, m.path, m.backend, m.is_default) == ("mine", str(default_model_path), "llama", True)
+        # The file name only: where the box keeps its files is not the client's business.
+        assert (m.name, m.path, m.backend, m.is_default) == ("mine", default_model_path.name, "llama", True)
     finally:
         assert d.stop() == 0
 

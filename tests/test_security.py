@@ -296,3 +296,24 @@ def test_under_mutual_tls_each_certificate_is_its_own_tenant_and_the_socket_its_
         assert local.ask(question, timeout=10).served_by.backend == "cache"  # the socket's own scope
     finally:
         d.stop()
+
+
+def test_metrics_can_speak_tls_and_refuse_plain_http(tmp_path, pki):
+    import ssl
+
+    import httpx
+
+    d = start_daemon(tmp_path, fake_config(reply="ok", extra=f"""
+[metrics]
+listen = "127.0.0.1:0"
+tls_cert_file = "{pki["server_cert"]}"
+tls_key_file = "{pki["server_key"]}"
+"""))
+    try:
+        url = f"https://{d.addresses['metrics']}/metrics"
+        ctx = ssl.create_default_context(cafile=str(pki["ca_cert"]))
+        assert "edge_serving 1.0" in httpx.get(url, verify=ctx, timeout=5).text
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url.replace("https", "http"), timeout=5)
+    finally:
+        d.stop()
