@@ -290,7 +290,12 @@ for f in listed:
     if h.hexdigest() != f["sha256"]:
         bad.append(f["path"] + " (sha256 mismatch)")
 known = {f["path"] for f in listed}
-bad += [w + " (not in bundle.json)" for w in ("wheels/" + n for n in os.listdir(os.path.join(root, "wheels"))) if w not in known]
+for folder in ("wheels", "models"):  # what edge bundle install refuses, refused here too
+    for dirpath, _, names in os.walk(os.path.join(root, folder)):
+        for n in names:
+            rel = os.path.relpath(os.path.join(dirpath, n), root).replace(os.sep, "/")
+            if rel not in known:
+                bad.append(rel + " (not in bundle.json)")
 if bad:
     sys.exit("install.sh: the bundle is damaged, refusing to install: " + ", ".join(bad))
 EOF
@@ -316,7 +321,7 @@ def _manifest_files(root: Path) -> list[dict[str, Any]]:
 
 def create_bundle(dest: Path, *, models_dir: Path, include_models: Sequence[str] | None = None,
                   wheel_cache: Path | None = None, edge_wheel: Path | None = None, python: str = sys.executable,
-                  log: Log = lambda _m: None) -> BundleResult:
+                  sign_key: Path | None = None, log: Log = lambda _m: None) -> BundleResult:
     """Write an offline bundle to `dest` (a new or empty folder) for this platform and Python.
 
     Needs the package index (pip download) for the runtime dependencies; edge's wheel
@@ -331,7 +336,13 @@ def create_bundle(dest: Path, *, models_dir: Path, include_models: Sequence[str]
     existed = dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        return _write_bundle(dest, names, llama, models_dir, edge_wheel, python, log)
+        result = _write_bundle(dest, names, llama, models_dir, edge_wheel, python, log)
+        if sign_key is not None:
+            from edge.bundle_signing import sign
+
+            log(f"signing with {sign_key}")
+            sign(dest, Path(sign_key))
+        return result
     except BaseException:
         # Leave no half-made bundle behind (a rerun would find the folder not empty).
         for child in dest.iterdir():
@@ -441,11 +452,17 @@ def verify_bundle(src: Path) -> dict[str, Any]:
 
 
 def install_bundle(src: Path, *, models_dir: Path, config_dest: Path | None = None,
-                   log: Log = lambda _m: None) -> BundleResult:
-    """Verify the bundle, install its models into `models_dir` (each checked against the
-    manifest again), derive the router's encoder, and copy edge.toml to `config_dest`
-    unless a file is there. Installs no Python packages: install.sh (or pip) does that."""
+                   public_key: Path | None = None, log: Log = lambda _m: None) -> BundleResult:
+    """Verify the bundle (its signature first, with `public_key`), install its models into
+    `models_dir` (each checked against the manifest again), derive the router's encoder,
+    and copy edge.toml to `config_dest` unless a file is there. Installs no Python
+    packages: install.sh (or pip) does that."""
     src = Path(src)
+    if public_key is not None:
+        from edge.bundle_signing import verify_signature
+
+        verify_signature(src, Path(public_key))
+        log(f"signature verified with {public_key}")
     info = verify_bundle(src)
     log(f"bundle verified: {len(info['files'])} files (edge {info.get('edge_version')}, "
         f"Python {info.get('python')}, {info.get('platform')})")

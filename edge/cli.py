@@ -265,6 +265,7 @@ def cmd_bundle_create(args: argparse.Namespace) -> int:
         result = create_bundle(Path(args.dest), models_dir=_models_dir(args), include_models=args.models,
                                wheel_cache=Path(args.wheel_cache) if args.wheel_cache else None,
                                edge_wheel=Path(args.edge_wheel) if args.edge_wheel else None,
+                               sign_key=Path(args.sign_key) if args.sign_key else None,
                                log=lambda msg: print(msg, file=sys.stderr))
     except EdgeError as exc:
         _err(str(exc))
@@ -282,12 +283,41 @@ def cmd_bundle_install(args: argparse.Namespace) -> int:
     try:
         result = install_bundle(Path(args.src), models_dir=_models_dir(args),
                                 config_dest=Path(args.config_dest) if args.config_dest else None,
+                                public_key=Path(args.public_key) if args.public_key else None,
                                 log=lambda msg: print(msg, file=sys.stderr))
     except EdgeError as exc:
         _err(str(exc))
         return 1
     print(f"installed from {result.path}: {', '.join(result.models) or 'no models'}"
           + (f"; config {result.config}" if result.config else ""))
+    return 0
+
+
+def cmd_bundle_keygen(args: argparse.Namespace) -> int:
+    from edge.bundle_signing import keygen
+    from edge.errors import EdgeError
+
+    try:
+        key, pub = keygen(Path(args.dir))
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    print(f"private key {key} (keep it on the build machine), public key {pub} (install it on each target)")
+    return 0
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    from edge.bundle import verify_bundle
+    from edge.bundle_signing import verify_signature
+    from edge.errors import EdgeError
+
+    try:
+        verify_signature(Path(args.src), Path(args.public_key))
+        info = verify_bundle(Path(args.src))
+    except EdgeError as exc:
+        _err(str(exc))
+        return 1
+    print(f"bundle {args.src}: signature and all {len(info['files'])} files verified")
     return 0
 
 
@@ -431,13 +461,23 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: $EDGE_WHEEL_CACHE or ~/.cache/edge/wheels)")
     bc.add_argument("--dir", help="models directory to take the models from (default: config, $EDGE_MODELS_DIR or the user cache)")
     bc.add_argument("--config", "-c")
+    bc.add_argument("--sign-key", help="Ed25519 private key (edge bundle keygen): writes SHA256SUMS and its signature")
     bc.set_defaults(func=cmd_bundle_create)
     bi = bsub.add_parser("install", help="verify a bundle, install its models and its config (edge itself: see install.sh)")
     bi.add_argument("src", metavar="DIR")
     bi.add_argument("--config-dest", help="copy the bundle's edge.toml here unless a file exists there")
     bi.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
     bi.add_argument("--config", "-c")
+    bi.add_argument("--public-key", help="refuse the bundle unless its SHA256SUMS.sig verifies with this Ed25519 "
+                                         "public key and every file matches SHA256SUMS")
     bi.set_defaults(func=cmd_bundle_install)
+    bk = bsub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    bk.add_argument("dir", metavar="DIR", help="where to write edge-bundle.key (0600) and edge-bundle.pub")
+    bk.set_defaults(func=cmd_bundle_keygen)
+    bv = bsub.add_parser("verify", help="check a bundle's signature and files without installing anything")
+    bv.add_argument("src", metavar="DIR")
+    bv.add_argument("--public-key", required=True, help="the Ed25519 public key the bundle must be signed with")
+    bv.set_defaults(func=cmd_bundle_verify)
 
     pr = sub.add_parser("profile", help="measure this hardware and the installed models (--json, --budget S, --all)",
                         add_help=False)

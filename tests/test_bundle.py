@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import signal
 import subprocess
 import sys
@@ -199,7 +200,10 @@ def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model
     # 1. On the connected machine: the real command. pip download needs the package index
     #    here (its own download cache makes repeats fast); the models come from the user's cache.
     dest = tmp_path / "bundle"
-    _run([sys.executable, "-m", "edge", "bundle", "create", str(dest)], dict(os.environ), tmp_path, timeout=600)
+    keys = tmp_path / "keys"
+    _run([sys.executable, "-m", "edge", "bundle", "keygen", str(keys)], dict(os.environ), tmp_path)
+    _run([sys.executable, "-m", "edge", "bundle", "create", str(dest), "--sign-key", str(keys / "edge-bundle.key")],
+         dict(os.environ), tmp_path, timeout=600)
     timings["create"] = time.monotonic() - t0
     info = json.loads((dest / "bundle.json").read_text())
     wheels = {p.name for p in (dest / "wheels").iterdir()}
@@ -217,6 +221,11 @@ def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model
                 "PYTHON": sys.executable, "EDGE_MODELS_DIR": str(models)})
     t1 = time.monotonic()
     offline = _offline_prefix()
+    # The trust chain README gives: the public key came out of band; system tools check the
+    # signature and every file (install.sh included) before anything from the bundle runs.
+    _run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(keys / "edge-bundle.pub"), "-rawin",
+          "-in", "SHA256SUMS", "-sigfile", "SHA256SUMS.sig"], box, dest)
+    _run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], box, dest)
     r = _run([*offline, "sh", str(dest / "install.sh"), str(venv), str(config)], box, tmp_path, timeout=600)
     timings["install"] = time.monotonic() - t1
     assert "Successfully installed" in r.stdout and "edge-" in r.stdout
@@ -233,6 +242,7 @@ def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model
     assert {catalog.ROUTER_ENCODER, catalog.ROUTER_TOKENIZER} <= set(by_name)
     assert (models / "all-MiniLM-L6-v2-int8.dynq.onnx").is_file()  # re-derived at install
     _run([edge, "config", "check", str(config)], box, tmp_path)
+    _run([edge, "bundle", "verify", str(dest), "--public-key", str(keys / "edge-bundle.pub")], box, tmp_path)
 
     # 4. Serve with the installed config and ask the real default model, all from the new venv.
     t2 = time.monotonic()
@@ -263,3 +273,70 @@ def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     print(f"\nbundle: {size / 1e6:.1f} MB, {len(wheels)} wheels; network namespace: {bool(offline)}; "
           + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+
+
+
+# -- signed bundles ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def signed(tiny_bundle: Path, tmp_path: Path) -> tuple[Path, Path]:
+    from edge.bundle_signing import keygen, sign
+
+    bundle = tmp_path / "signed"
+    shutil.copytree(tiny_bundle, bundle)
+    key, pub = keygen(tmp_path / "keys")
+    sign(bundle, key)
+    return bundle, pub
+
+
+def test_a_signed_bundle_verifies_with_its_key_and_with_openssl(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    from edge.bundle_signing import verify_signature
+
+    bundle, pub = signed
+    verify_signature(bundle, pub)
+    subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub), "-rawin", "-in", "SHA256SUMS",
+                    "-sigfile", "SHA256SUMS.sig"], check=True, cwd=bundle, capture_output=True)
+    subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], check=True, cwd=bundle)
+    assert "install.sh" in (bundle / "SHA256SUMS").read_text() and "bundle.json" in (bundle / "SHA256SUMS").read_text()
+    assert stat.S_IMODE((tmp_path / "keys" / "edge-bundle.key").stat().st_mode) == 0o600
+
+
+def test_a_tampered_wheel_with_a_regenerated_bundle_json_is_refused(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    from edge.bundle import _manifest_files, install_bundle
+    from edge.bundle_signing import BundleSignatureError
+
+    bundle, pub = signed
+    wheel = next((bundle / "wheels").glob("*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["files"] = _manifest_files(bundle)  # what an attacker would regenerate: bundle.json agrees again
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    models = tmp_path / "models"
+    with pytest.raises(BundleSignatureError, match=f"{wheel.name}: sha256 differs"):
+        install_bundle(bundle, models_dir=models, public_key=pub)
+    assert not models.exists()
+
+
+def test_a_replaced_install_sh_or_another_key_is_refused(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    from edge.bundle_signing import BundleSignatureError, keygen, verify_signature
+
+    bundle, pub = signed
+    _, other = keygen(tmp_path / "other-keys")
+    with pytest.raises(BundleSignatureError, match="does not verify"):
+        verify_signature(bundle, other)
+    (bundle / "install.sh").write_text("#!/bin/sh\necho pwned\n")
+    with pytest.raises(BundleSignatureError, match="install.sh: sha256 differs"):
+        verify_signature(bundle, pub)
+    r = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=bundle, capture_output=True)
+    assert r.returncode != 0  # the documented check catches it before install.sh runs
+
+
+def test_install_sh_refuses_extra_files_under_models_as_edge_bundle_install_does(tiny_bundle: Path,
+                                                                                 tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "models" / "extra.gguf").write_bytes(b"GGUF")
+    r = subprocess.run(["sh", str(bundle / "install.sh"), str(tmp_path / "venv")], check=False, capture_output=True,
+                       text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode != 0 and "models/extra.gguf (not in bundle.json)" in r.stderr
+    assert not (tmp_path / "venv").exists()
