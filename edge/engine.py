@@ -220,7 +220,7 @@ class _Run:
         return await self._record(result, pii_found=False)
 
     async def _record(self, result: Result, *, pii_found: bool) -> Result:
-        await self.engine.recorder.answer(result, self.req, pii_found=pii_found)
+        await self.engine.recorder.answer(result, self.req, pii_found=pii_found, peer=self.arrival.peer)
         self.span.set(tier=str(result.tier), backend=result.backend, degraded=result.degraded,
                       prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                       reasons=[r.code for r in result.trace])
@@ -236,5 +236,6 @@ class _Run:
             self.span.end(exc)
 
     def failed(self, exc: Exception) -> None:
-        self.engine.recorder.failure(self.arrival.request_id, exc, self.started, self.arrival.door)
+        self.engine.recorder.failure(self.arrival.request_id, exc, self.started, self.arrival.door,
+                                     client=self.arrival.tenant or self.arrival.peer)
         self.span.end(exc)

@@ -259,7 +259,8 @@ class _Handler:
         body = await self._body(request)
         draft = to_draft(body, request.headers, request_id)
         return body, draft, Arrival(request_id=request_id, door="http", stream=body.stream,
-                                    time_remaining=_timeout(request.headers.get("x-edge-timeout-ms")), tenant=tenant)
+                                    time_remaining=_timeout(request.headers.get("x-edge-timeout-ms")), tenant=tenant,
+                                    peer=client_address(request.client.host) if request.client else "")
 
     async def chat(self, request: Request) -> Response:
         started = time.monotonic()

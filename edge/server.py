@@ -34,6 +34,7 @@ from edge.security import (
     TokenStore,
     check_private_file,
     current_client,
+    peer_host,
     peer_identity,
     reload_tokens,
     server_credentials,
@@ -96,7 +97,8 @@ class _Servicer(pb_grpc.EdgeRouterServicer):
     def _events(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext,
                 stream: bool) -> AsyncIterator[str | Notice | Result]:
         arrival = Arrival(request_id=request.request_id or uuid.uuid4().hex, door="grpc", stream=stream,
-                          time_remaining=context.time_remaining(), tenant=self._tenant(context))
+                          time_remaining=context.time_remaining(), tenant=self._tenant(context),
+                          peer=peer_host(context.peer()))
         return self._engine.serve(to_draft(request), arrival)
 
     def _tenant(self, context: grpc.aio.ServicerContext) -> str:
@@ -257,9 +259,27 @@ class Daemon:
 
     async def start(self) -> dict[str, str]:
         """Bind the listeners and begin loading models; returns the bound addresses."""
-        cfg = self.settings.server
         raise_file_limit()
         quiet_accept_errors(asyncio.get_running_loop())
+        server = self._grpc_server()
+        self._bind(server)
+        if self.settings.metrics.listen:
+            self._start_metrics()
+        if self.settings.http.listen:
+            from edge.http_api import HttpFrontDoor  # the HTTP door (and uvicorn) only when configured
+
+            self.http = HttpFrontDoor(self)
+            self.addresses["http"] = await self.http.start(self.settings.http.listen)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        self._server = server
+        log.info("listening", extra={"addresses": self.addresses})
+        self._load_task = asyncio.create_task(self._load())
+        return self.addresses
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        """The gRPC server with its services and the limits that bound what a caller can hold."""
+        cfg = self.settings.server
         interceptors = [Guard(self.doors)] if self.doors.closed else []
         server = grpc.aio.server(interceptors=interceptors, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs, options=[
             ("grpc.max_receive_message_length", cfg.max_receive_message_bytes),
@@ -273,6 +293,11 @@ class Daemon:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        return server
+
+    def _bind(self, server: grpc.aio.Server) -> None:
+        """The TCP listener and the unix socket, as configured (at least one)."""
+        cfg = self.settings.server
         if cfg.listen:
             try:
                 if self.credentials is not None:
@@ -284,44 +309,20 @@ class Daemon:
             host = cfg.listen.rpartition(":")[0]
             self.addresses["tcp"] = f"{host}:{port}"
         if cfg.unix_socket:
-            path = Path(cfg.unix_socket)
-            if path.exists() and path.is_socket():
-                path.unlink()  # a stale socket from a previous run
-            # For on-device apps of the same user only: the socket is created 0600
-            # (by umask at bind), never chmod-ed after a window in which others could connect.
-            old_umask = os.umask(0o177)
-            try:
-                server.add_insecure_port(f"unix:{path}")
-            except RuntimeError as exc:
-                raise ConfigError(f"server.unix_socket: cannot bind {path}: {exc}") from exc
-            finally:
-                os.umask(old_umask)
-            if cfg.unix_socket_group:
-                _share_with_group(path, cfg.unix_socket_group)
-            self.addresses["unix"] = f"unix:{path}"
+            self.addresses["unix"] = f"unix:{_bind_unix(server, Path(cfg.unix_socket), cfg.unix_socket_group)}"
         if not self.addresses:
             raise ConfigError("server: neither listen nor unix_socket is set; nothing to serve on")
-        if self.settings.metrics.listen:
-            self.engine.metrics.attach(lambda: self.engine.snapshot(), lambda: self.state)
-            m = self.settings.metrics
-            if m.tls_key_file:
-                check_private_file(m.tls_key_file, "metrics.tls_key_file")
-            try:
-                self.addresses["metrics"] = self.engine.metrics.serve(
-                    m.listen, certfile=m.tls_cert_file, keyfile=m.tls_key_file, client_cafile=m.tls_client_ca_file)
-            except OSError as exc:
-                raise ConfigError(f"metrics.listen: cannot bind {self.settings.metrics.listen}: {exc}") from exc
-        if self.settings.http.listen:
-            from edge.http_api import HttpFrontDoor
 
-            self.http = HttpFrontDoor(self)
-            self.addresses["http"] = await self.http.start(self.settings.http.listen)
-        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await server.start()
-        self._server = server
-        log.info("listening", extra={"addresses": self.addresses})
-        self._load_task = asyncio.create_task(self._load())
-        return self.addresses
+    def _start_metrics(self) -> None:
+        m = self.settings.metrics
+        self.engine.metrics.attach(lambda: self.engine.snapshot(), lambda: self.state)
+        if m.tls_key_file:
+            check_private_file(m.tls_key_file, "metrics.tls_key_file")
+        try:
+            self.addresses["metrics"] = self.engine.metrics.serve(
+                m.listen, certfile=m.tls_cert_file, keyfile=m.tls_key_file, client_cafile=m.tls_client_ca_file)
+        except OSError as exc:
+            raise ConfigError(f"metrics.listen: cannot bind {m.listen}: {exc}") from exc
 
     async def _load(self) -> None:
         try:
@@ -401,6 +402,23 @@ def raise_file_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-files limit", extra={"soft": soft, "hard": hard, "error": str(exc)})
     return soft
+
+
+def _bind_unix(server: grpc.aio.Server, path: Path, group: str) -> Path:
+    if path.exists() and path.is_socket():
+        path.unlink()  # a stale socket from a previous run
+    # For on-device apps of the same user only: the socket is created 0600
+    # (by umask at bind), never chmod-ed after a window in which others could connect.
+    old_umask = os.umask(0o177)
+    try:
+        server.add_insecure_port(f"unix:{path}")
+    except RuntimeError as exc:
+        raise ConfigError(f"server.unix_socket: cannot bind {path}: {exc}") from exc
+    finally:
+        os.umask(old_umask)
+    if group:
+        _share_with_group(path, group)
+    return path
 
 
 def _share_with_group(path: Path, group: str) -> None:

@@ -26,6 +26,7 @@ class Arrival:
     stream: bool
     time_remaining: float | None = None  # seconds until the caller's deadline; None = none
     tenant: str = ""                   # the authenticated client ("" = everyone on the device)
+    peer: str = ""                     # where the call came from (edge.security.client_address): logged
 
 
 class Admission:

@@ -39,7 +39,7 @@ class Recorder:
             "ledger write failed", extra={"request_id": entry.request_id, "error": str(f.exception())}))
         return future
 
-    async def answer(self, result: Result, req: Request, *, pii_found: bool = False) -> None:
+    async def answer(self, result: Result, req: Request, *, pii_found: bool = False, peer: str = "") -> None:
         """Committed before the client hears the answer is final: a kill -9 can then lose an
         answer nobody received, but never spending somebody was served."""
         committed = self._write(LedgerEntry(
@@ -61,16 +61,17 @@ class Recorder:
             "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens, "total_ms": round(result.timings.total_ms, 1),
             "backend": result.backend, "degraded": result.degraded, "reasons": [x.code for x in result.trace],
-            "attempts": [f"{a.backend}:{a.outcome}" for a in result.attempts], "tenant": req.tenant})
+            "attempts": [f"{a.backend}:{a.outcome}" for a in result.attempts],
+            "client": req.tenant or peer})  # the token's or certificate's name, else the address
 
-    def failure(self, request_id: str, exc: BaseException, started: float, door: str) -> None:
+    def failure(self, request_id: str, exc: BaseException, started: float, door: str, client: str = "") -> None:
         """A request that ended in an error: a bug is logged whole, a client's error in one line."""
         wire = wire_error(exc, request_id)
         if wire.internal:
             log.error("internal error", exc_info=exc, extra={"request_id": request_id, "front_door": door})
         latency_ms = (time.monotonic() - started) * 1000
         log.info("request failed", extra={"request_id": request_id or "-", "status": wire.grpc_code,
-                                          "error": wire.message, "front_door": door})
+                                          "error": wire.message, "front_door": door, "client": client})
         self.metrics.observe_failure(wire.grpc_code)
         self._write(LedgerEntry(request_id=request_id or "-", ts=time.time(), tier="", backend="", model="",
                                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
