@@ -303,6 +303,7 @@ class Settings(_Section):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
+    ledger_retention_days: int = Field(90, ge=0, le=36_500, description="Days of raw ledger rows kept; older ones are deleted, their daily aggregates (budgets, edge usage) stay. 0 = keep every row")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_content: bool = Field(False, description="Put prompt and answer text in the per-request log line (off: logs carry ids, decisions and counts only)")
 

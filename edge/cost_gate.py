@@ -32,15 +32,19 @@ class CostGate:
 
     async def check(self, req: Request, chain: list[Candidate]) -> tuple[list[Candidate], list[Attempt]]:
         """Drop remote candidates whose worst-case cost (at max_tokens) breaks the
-        request's ceiling, the configured per-request ceiling, or a budget. The budget
-        is read from the ledger once, on a thread: SQLite never runs on the event loop."""
+        request's ceiling, the configured per-request ceiling, or a budget. The ledger
+        keeps the month's spending in memory; only the first check of a month reads it
+        from the file, on a thread: SQLite never runs on the event loop."""
         ceilings = [c for c in (req.max_cost_usd, self.settings.max_cost_per_request_usd) if c > 0]
         if not ceilings and not self.has_budget:
             return chain, []
         now = time.time()
         status = None
         if self.has_budget and any(c.remote for c in chain):
-            status = await asyncio.to_thread(self.ledger.budget_status, self.settings, now)
+            if self.ledger.budget_loaded(now):
+                status = self.ledger.budget_status(self.settings, now)  # memory: O(1)
+            else:
+                status = await asyncio.to_thread(self.ledger.budget_status, self.settings, now)
         return self.filter(req, chain, ceilings, status, now)
 
     def filter(self, req: Request, chain: list[Candidate], ceilings: list[float], status: BudgetStatus | None,

@@ -1,9 +1,14 @@
 """The ledger: one SQLite row per answered (or refused) request, and budgets read from it.
 
-Budgets are sums over the ledger, never in-memory counters, so a restart or
-`kill -9` does not reset what was spent. The file is in WAL mode with
-synchronous=NORMAL: a committed row survives the process being killed at any
-point; a power loss may lose the last few commits but never corrupts the file.
+Each row is written with its day's aggregates in one transaction (edge.ledger_aggregates),
+so budgets and `edge usage` read small per-day tables whatever the history's length;
+rows older than the retention window are deleted and the aggregates stay. Spending
+per day is also kept in memory, loaded from the aggregates and updated as each row
+commits, so a budget check reads no file; `refresh()` re-reads it (another process
+may write the same ledger). A restart or `kill -9` loses nothing: the aggregates are
+committed with the rows. The file is in WAL mode with synchronous=NORMAL: a
+committed row survives the process being killed at any point; a power loss may lose
+the last few commits but never corrupts the file.
 
 Days and months are UTC calendar days and months everywhere in this module.
 """
@@ -14,20 +19,20 @@ import json
 import math
 import os
 import sqlite3
-import statistics
 import threading
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 import platformdirs
 
+from edge import ledger_aggregates as aggregates
 from edge.errors import ConfigError
 from edge.private_files import private_state_file
+from edge.usage import DayUsage, format_usage
 from edge.types import Tier
 
 __all__ = [
@@ -45,7 +50,7 @@ __all__ = [
     "utc_month_start",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the daily aggregates
 TIERS = tuple(str(t) for t in Tier)
 # Sums of float costs drift in the last bits; a budget is not "exceeded" by that.
 _EPSILON_USD = 1e-9
@@ -74,6 +79,7 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 
 _COLUMNS = ("request_id", "ts", "tier", "backend", "model", "prompt_tokens", "completion_tokens",
             "cost_usd", "latency_ms", "outcome", "reasons", "degraded")
+_INSERT = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 @dataclass(frozen=True)
@@ -143,22 +149,6 @@ class BudgetStatus:
         return self.day.exhausted or self.month.exhausted
 
 
-@dataclass(frozen=True)
-class DayUsage:
-    """One UTC day's requests, summed. p50_latency_ms is None on a day without requests."""
-
-    day: date
-    requests: int
-    by_tier: dict[str, int]
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    p50_latency_ms: float | None
-    degraded_share: float
-    failed: int
-    top_reasons: list[tuple[str, int]]
-
-
 def default_ledger_path() -> Path:
     """EDGE_LEDGER if set, else `<user data dir>/edge/ledger.sqlite3`."""
     env = os.environ.get("EDGE_LEDGER")
@@ -204,7 +194,13 @@ class Ledger:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).expanduser()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: statements and transactions
+        # Spending per UTC day ('2026-11-29' -> USD) for the months loaded so far. Its own
+        # lock, held only to read or change the dict: a budget check on the event loop
+        # never waits behind a write that waits for SQLite.
+        self._totals_lock = threading.Lock()
+        self._spent_by_day: dict[str, float] = {}
+        self._months: set[str] = set()
         try:
             # The ledger is every tenant's usage: this user's only, in edge's own directory.
             private_state_file(self.path, own_dir=self.path.parent == default_ledger_path().parent)
@@ -237,9 +233,11 @@ class Ledger:
                 raise ConfigError(f"ledger {self.path}: schema version {version} is newer than this edge "
                                   f"understands ({SCHEMA_VERSION})")
             if version < SCHEMA_VERSION:
-                for stmt in _SCHEMA.split(";"):
+                for stmt in (_SCHEMA + aggregates.SCHEMA).split(";"):
                     if stmt.strip():
                         c.execute(stmt)
+                if version == 1:
+                    aggregates.backfill(c)  # a ledger from before the aggregates
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             c.execute("COMMIT")
         except BaseException:
@@ -259,13 +257,81 @@ class Ledger:
     # -- writing --------------------------------------------------------------
 
     def record(self, entry: LedgerEntry) -> None:
-        """Append one entry; it is committed (survives kill -9) when this returns."""
+        """Append one entry with its day's aggregates; committed (survives kill -9) when this returns."""
         row = (entry.request_id, entry.ts, entry.tier, entry.backend, entry.model, entry.prompt_tokens,
                entry.completion_tokens, entry.cost_usd, entry.latency_ms, entry.outcome,
                json.dumps(list(entry.reasons)), int(entry.degraded))
-        sql = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
         with self._lock:
-            self._conn.execute(sql, row)
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(_INSERT, row)
+                aggregates.add(c, row, list(entry.reasons))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            if entry.cost_usd:
+                day = aggregates.day_of(entry.ts)
+                with self._totals_lock:
+                    if day[:7] in self._months:
+                        self._spent_by_day[day] = self._spent_by_day.get(day, 0.0) + entry.cost_usd
+
+    def record_many(self, entries: Iterable[LedgerEntry]) -> int:
+        """Append many entries and their aggregates in one transaction (imports, tests and
+        benchmarks that need a long history fast). Returns how many."""
+        rows = [(e.request_id, e.ts, e.tier, e.backend, e.model, e.prompt_tokens, e.completion_tokens, e.cost_usd,
+                 e.latency_ms, e.outcome, json.dumps(list(e.reasons)), int(e.degraded)) for e in entries]
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(_INSERT, rows)
+                aggregates.add_many(c, rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            with self._totals_lock:
+                self._months.clear()  # re-read on the next budget check
+                self._spent_by_day.clear()
+        return len(rows)
+
+    def prune(self, older_than_ts: float, batch: int = 10_000) -> int:
+        """Delete raw rows recorded before `older_than_ts` (their aggregates stay), a batch
+        per transaction so writers never wait long. Returns how many went."""
+        deleted = 0
+        while True:
+            with self._lock:
+                n = self._conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? "
+                                       "ORDER BY id LIMIT ?)", (older_than_ts, batch)).rowcount
+            deleted += n
+            if n < batch:
+                return deleted
+
+    # -- budgets in memory ---------------------------------------------------------
+
+    def _load_month(self, month: str) -> None:
+        """Spending per day of `month` ('2026-11') from the aggregates (under the connection's
+        lock, so no commit of this process falls between the read and the swap)."""
+        nxt = f"{int(month[:4]) + 1}-01" if month[5:] == "12" else f"{month[:4]}-{int(month[5:]) + 1:02d}"
+        with self._lock:
+            rows = self._conn.execute("SELECT day, SUM(cost_usd) FROM daily WHERE day >= ? AND day < ? GROUP BY day",
+                                      (f"{month}-01", f"{nxt}-01")).fetchall()
+            with self._totals_lock:
+                for day in [d for d in self._spent_by_day if d.startswith(month)]:
+                    del self._spent_by_day[day]
+                self._spent_by_day.update({day: float(usd) for day, usd in rows})
+                self._months.add(month)
+
+    def budget_loaded(self, now: float | None = None) -> bool:
+        """Is `now`'s month in memory (a budget check then reads no file)?"""
+        return aggregates.day_of(_now(now))[:7] in self._months
+
+    def refresh(self) -> None:
+        """Re-read the loaded months from the aggregates: picks up another process's writes."""
+        for month in sorted(self._months):
+            self._load_month(month)
 
     # -- reading --------------------------------------------------------------
 
@@ -292,15 +358,22 @@ class Ledger:
         return float(self._query(sql, args)[0][0])
 
     def spent_today_usd(self, now: float | None = None) -> float:
-        """USD spent in the UTC calendar day containing `now` (default: the current time)."""
-        start = utc_day_start(now)
-        return self.spent_usd(start, (datetime.fromtimestamp(start, UTC) + timedelta(days=1)).timestamp())
+        """USD spent in the UTC calendar day containing `now` (default: the current time).
+        O(1): from memory once the month is loaded."""
+        day = aggregates.day_of(_now(now))
+        if day[:7] not in self._months:
+            self._load_month(day[:7])
+        with self._totals_lock:
+            return self._spent_by_day.get(day, 0.0)
 
     def spent_this_month_usd(self, now: float | None = None) -> float:
-        """USD spent in the UTC calendar month containing `now` (default: the current time)."""
-        start = datetime.fromtimestamp(utc_month_start(now), UTC)
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-        return self.spent_usd(start.timestamp(), end.timestamp())
+        """USD spent in the UTC calendar month containing `now` (default: the current time).
+        At most 31 additions, from memory once the month is loaded."""
+        month = aggregates.day_of(_now(now))[:7]
+        if month not in self._months:
+            self._load_month(month)
+        with self._totals_lock:
+            return sum(usd for day, usd in self._spent_by_day.items() if day.startswith(month))
 
     # -- budgets --------------------------------------------------------------
 
@@ -345,7 +418,8 @@ class Ledger:
     # -- reports --------------------------------------------------------------
 
     def usage_by_day(self, days: int = 7, now: float | None = None) -> list[DayUsage]:
-        """The last `days` UTC days up to and including `now`'s, oldest first.
+        """The last `days` UTC days up to and including `now`'s, oldest first, from the
+        aggregates (edge.usage says what is exact and what is binned).
 
         Every day is listed, those without requests as zeros. p50 is the median
         latency (mean of the middle two for an even count); top_reasons are the
@@ -354,66 +428,10 @@ class Ledger:
         if days < 1:
             raise ValueError(f"days must be >= 1, got {days}")
         today = datetime.fromtimestamp(utc_day_start(now), UTC)
-        first = today - timedelta(days=days - 1)
-        end = today + timedelta(days=1)
-        rows = self._query(
-            "SELECT ts, tier, prompt_tokens, completion_tokens, cost_usd, latency_ms, outcome, reasons, degraded "
-            "FROM requests WHERE ts >= ? AND ts < ? ORDER BY ts", (first.timestamp(), end.timestamp()))
-        by_day: dict[date, list[tuple]] = {(first + timedelta(days=i)).date(): [] for i in range(days)}
-        for r in rows:
-            by_day[datetime.fromtimestamp(r[0], UTC).date()].append(r)
-        return [_summarize(d, day_rows) for d, day_rows in by_day.items()]
-
-
-def _summarize(day: date, rows: list[tuple]) -> DayUsage:
-    tiers = Counter(r[1] for r in rows)
-    reasons: Counter[str] = Counter()
-    for r in rows:
-        reasons.update(json.loads(r[7]))
-    top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    n = len(rows)
-    return DayUsage(
-        day=day,
-        requests=n,
-        by_tier={t: tiers.get(t, 0) for t in TIERS},
-        prompt_tokens=sum(r[2] for r in rows),
-        completion_tokens=sum(r[3] for r in rows),
-        cost_usd=sum(r[4] for r in rows),
-        p50_latency_ms=statistics.median(r[5] for r in rows) if rows else None,
-        degraded_share=sum(r[8] for r in rows) / n if n else 0.0,
-        failed=sum(1 for r in rows if r[6] != "ok"),
-        top_reasons=top,
-    )
-
-
-def format_usage(rows: list[DayUsage]) -> str:
-    """A fixed-width table of `usage_by_day` rows with a total line, for `edge usage`."""
-    header = ("day", "requests", "local", "onprem", "cloud", "tokens in", "tokens out", "cost USD",
-              "p50 ms", "degraded", "failed", "top reasons")
-    body = []
-    for u in rows:
-        body.append((
-            u.day.isoformat(), str(u.requests), str(u.by_tier["local"]), str(u.by_tier["onprem"]),
-            str(u.by_tier["cloud"]), str(u.prompt_tokens), str(u.completion_tokens), f"{u.cost_usd:.4f}",
-            "-" if u.p50_latency_ms is None else f"{u.p50_latency_ms:.0f}",
-            f"{u.degraded_share:.0%}", str(u.failed),
-            ", ".join(f"{code} ({n})" for code, n in u.top_reasons) or "-",
-        ))
-    total_requests = sum(u.requests for u in rows)
-    degraded = sum(u.degraded_share * u.requests for u in rows)
-    total = (
-        "total", str(total_requests), *(str(sum(u.by_tier[t] for u in rows)) for t in TIERS),
-        str(sum(u.prompt_tokens for u in rows)), str(sum(u.completion_tokens for u in rows)),
-        f"{sum(u.cost_usd for u in rows):.4f}", "",
-        f"{degraded / total_requests:.0%}" if total_requests else "0%", str(sum(u.failed for u in rows)), "",
-    )
-    table = [header, *body, total]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-
-    def line(r: tuple[str, ...]) -> str:
-        # Text columns left-aligned, numbers right-aligned; no trailing spaces.
-        cells = [c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in body), rule, line(total)])
+        out = []
+        with self._lock:
+            for i in range(days):
+                start = today - timedelta(days=days - 1 - i)
+                end = start + timedelta(days=1)
+                out.append(aggregates.day_usage(self._conn, start.date(), start.timestamp(), end.timestamp()))
+        return out

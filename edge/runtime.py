@@ -44,6 +44,8 @@ __all__ = ["Runtime", "Injected"]
 
 log = logging.getLogger("edge.engine")
 
+LEDGER_REFRESH_S = 5.0  # how stale another process's spending may look to the budget check
+
 
 @dataclass(frozen=True)
 class Injected:
@@ -113,11 +115,27 @@ class Runtime:
         self._spawn(self._seed_from_profiles())
         if self.load is not None:
             self._spawn(_every(self.load.REFRESH_EVERY_S, self.load.refresh))
+        # The month's spending into memory now (budget checks then read no file), re-read
+        # every few seconds for other writers of the same ledger; raw rows past the
+        # retention window go once a day (their daily aggregates stay).
+        self._spawn(_every(LEDGER_REFRESH_S, self._refresh_ledger))
+        if self.settings.ledger_retention_days:
+            self._spawn(_every(86_400, self._prune_ledger))
         routing = self.settings.routing
         if self.classifier is None and routing.classifier and routing.strategy == "smart" and self.remotes:
             self.classifier = await self._load_classifier()
         if self.settings.cache.enabled:
             self.cache = await self._open_cache()
+
+    def _refresh_ledger(self) -> None:
+        self.ledger.spent_this_month_usd()  # loads the month if it is new (a new month began)
+        self.ledger.refresh()
+
+    def _prune_ledger(self) -> None:
+        cutoff = time.time() - self.settings.ledger_retention_days * 86_400
+        if (n := self.ledger.prune(cutoff)):
+            log.info("ledger rows past retention deleted", extra={"rows": n, "retention_days":
+                                                                   self.settings.ledger_retention_days})
 
     def _spawn(self, work: Any) -> None:
         self._tasks.append(asyncio.create_task(work))

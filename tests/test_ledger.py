@@ -419,3 +419,106 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         assert len(ids) == 800
         assert set(ids) == {f"t{t}-{i}" for t in range(4) for i in range(200)}
         assert ledger.spent_usd(0) == pytest.approx(0.8)
+
+
+# -- aggregates: budgets and usage that stay flat as history grows ----------------------------------
+
+def _random_entries(n: int, start: float, span_s: float, seed: int = 7) -> list[LedgerEntry]:
+    import random
+
+    rng = random.Random(seed)
+    return [LedgerEntry(f"r{i}", start + rng.random() * span_s, rng.choice(["local", "onprem", "cloud", ""]),
+                        rng.choice(["a", "b"]), "m", rng.randint(0, 50), rng.randint(0, 90),
+                        rng.choice([0.0, rng.random() / 100]), rng.random() * 3000,
+                        rng.choice(["ok", "ok", "ok", "UNAVAILABLE"]), rng.sample(["X", "Y", "Z"], rng.randint(0, 2)),
+                        rng.random() < 0.2) for i in range(n)]
+
+
+def _expected_day(entries: list[LedgerEntry], day: date) -> dict:
+    rows = [e for e in entries if datetime.fromtimestamp(e.ts, UTC).date() == day]
+    return {"requests": len(rows), "cost": sum(e.cost_usd for e in rows), "prompt": sum(e.prompt_tokens for e in rows),
+            "failed": sum(e.outcome != "ok" for e in rows), "degraded": sum(e.degraded for e in rows)}
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one_by_one", "record_many"])
+def test_aggregates_equal_the_rows_and_survive_retention(tmp_path: Path, bulk: bool) -> None:
+    start = utc(2026, 11, 1)
+    entries = _random_entries(600, start, 10 * 86_400)
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        if bulk:
+            ledger.record_many(entries)
+        else:
+            for e in entries:
+                ledger.record(e)
+        now = utc(2026, 11, 10, 23)
+
+        def check() -> list:
+            rows = ledger.usage_by_day(days=10, now=now)
+            for u in rows:
+                want = _expected_day(entries, u.day)
+                assert (u.requests, u.prompt_tokens, u.failed) == (want["requests"], want["prompt"], want["failed"])
+                assert u.cost_usd == pytest.approx(want["cost"]) and u.degraded_share * u.requests == pytest.approx(
+                    want["degraded"])
+            return rows
+
+        before = check()
+        month = sum(e.cost_usd for e in entries)
+        assert ledger.spent_this_month_usd(now) == pytest.approx(month)
+        assert ledger.spent_today_usd(now) == pytest.approx(
+            sum(e.cost_usd for e in entries if e.ts >= utc(2026, 11, 10)))
+        # Retention: rows older than 5 days go; budgets and usage stay as they were.
+        assert ledger.prune(utc(2026, 11, 6)) == sum(e.ts < utc(2026, 11, 6) for e in entries)
+        after = check()
+        assert ledger.spent_this_month_usd(now) == pytest.approx(month)
+        for b, a in zip(before, after):  # exact medians became histogram medians: within a bucket (5%)
+            assert (a.p50_latency_ms is None) == (b.p50_latency_ms is None)
+            if b.p50_latency_ms is not None:
+                assert a.p50_latency_ms == pytest.approx(b.p50_latency_ms, rel=0.05, abs=1.0)
+        assert [u.top_reasons for u in after] == [u.top_reasons for u in before]
+
+
+def test_a_ledger_from_before_the_aggregates_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as c:  # schema version 1: rows only
+        c.executescript("""CREATE TABLE requests (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, ts REAL NOT NULL,
+            tier TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_ms REAL NOT NULL,
+            outcome TEXT NOT NULL, reasons TEXT NOT NULL, degraded INTEGER NOT NULL);
+            CREATE INDEX requests_ts ON requests (ts); PRAGMA user_version = 1;""")
+        c.execute("INSERT INTO requests VALUES (1, 'old', ?, 'cloud', 'b', 'm', 1, 2, 0.25, 10.0, 'ok', '[\"X\"]', 0)",
+                  (utc(2026, 11, 3),))
+    with Ledger(path) as ledger:
+        assert ledger.spent_this_month_usd(utc(2026, 11, 20)) == pytest.approx(0.25)
+        assert ledger.usage_by_day(days=1, now=utc(2026, 11, 3, 5))[0].top_reasons == [("X", 1)]
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_at_a_million_rows_leaves_the_budget_equal_to_the_committed_rows(tmp_path: Path) -> None:
+    """A million rows of history, then a writer killed mid-stream: the budget read after
+    recovery (from the aggregates) equals the sum over the rows that committed."""
+    db, ack = tmp_path / "ledger.sqlite3", tmp_path / "acks"
+    start = utc(2027, 1, 1)  # the same month as the child's rows (from 2027-01-15)
+    with Ledger(db) as ledger:
+        ledger.record_many(LedgerEntry(f"h{i}", start + i, "cloud", "b", "m", 1, 1, 0.0001, 5.0)
+                           for i in range(1_000_000))
+    ack.touch()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(ack), "10000000"], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while ack.read_bytes().count(b"\n") < 100:
+            assert child.poll() is None, f"writer exited early with {child.returncode}"
+            assert time.monotonic() < deadline, "writer too slow"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    with sqlite3.connect(db) as c:
+        rows_total = c.execute("SELECT SUM(cost_usd), COUNT(*) FROM requests").fetchone()
+    with Ledger(db) as ledger:
+        assert rows_total[1] >= 1_000_100
+        assert ledger.spent_this_month_usd(1_800_000_000.0) == pytest.approx(rows_total[0], rel=1e-9)
