@@ -160,8 +160,9 @@ class RoutingSettings(_Section):
     profile_on_start: bool = Field(True, description="With no stored profile for this hardware and model, measure one in the background at start")
     profile_budget_s: float = Field(15.0, gt=0, le=600, description="Bound on that start-up measurement, in seconds")
     max_queue_depth: int = Field(2, ge=1, le=10_000, description="Requests waiting for the local model at which new ones go remote")
-    device_load: bool = Field(True, description="Send work remote when other programs load the CPU or memory, the battery is low or the device runs hot (the local queue counts regardless)")
-    cpu_high_percent: float = Field(90.0, ge=0, le=100, description="Other programs' CPU use at which requests go remote")
+    device_load: bool = Field(True, description="Send work remote when the local model generates slower than profiled, memory is short, the battery is low or the device runs hot (the local queue counts regardless)")
+    local_slowdown: float = Field(1.5, ge=1.05, le=100, description="The local model's profiled generation rate over its rate now at which requests go remote: load from other programs counts only when it slows the model")
+    cpu_high_percent: float = Field(90.0, ge=0, le=100, description="No longer used: other programs' CPU counts only when it slows the local model (local_slowdown). Accepted so older configs still load")
     memory_high_percent: float = Field(90.0, ge=0, le=100, description="Memory use at which requests go remote")
     battery_low_percent: float = Field(20.0, ge=0, le=100, description="On battery at or below this charge, requests go remote")
 

@@ -29,7 +29,7 @@ log = logging.getLogger("edge.metrics")
 # Reason codes that mean "the local model could have answered, but the router sent it
 # further": each counts as an escalation, labelled by the code.
 ESCALATION_CODES = frozenset({
-    "LATENCY_LOCAL_TOO_SLOW", "LOAD_QUEUE", "LOAD_CPU", "LOAD_MEMORY", "LOAD_BATTERY", "LOAD_THERMAL",
+    "LATENCY_LOCAL_TOO_SLOW", "LOAD_QUEUE", "LOAD_LOCAL_SLOW", "LOAD_MEMORY", "LOAD_BATTERY", "LOAD_THERMAL",
     "DIFFICULTY_HIGH", "CASCADE_ESCALATED", "LOCAL_QUEUE_FULL",
 })
 

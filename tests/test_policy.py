@@ -110,7 +110,7 @@ def test_step_3_latency():
 
 @pytest.mark.parametrize("signals,code", [
     (Signals(queue_depth=2), "LOAD_QUEUE"),
-    (Signals(cpu_percent=95.0), "LOAD_CPU"),
+    (Signals(local_tps_now=30.0, local_tps_profiled=90.0), "LOAD_LOCAL_SLOW"),
     (Signals(memory_percent=97.0), "LOAD_MEMORY"),
     (Signals(on_battery=True, battery_percent=12.0), "LOAD_BATTERY"),
     (Signals(thermal_throttled=True), "LOAD_THERMAL"),
@@ -121,7 +121,8 @@ def test_step_4_load_sends_work_remote(signals, code):
 
 
 def test_step_4_load_below_thresholds_does_nothing():
-    calm = Signals(queue_depth=1, cpu_percent=50.0, memory_percent=50.0, on_battery=True, battery_percent=80.0)
+    calm = Signals(queue_depth=1, local_tps_now=80.0, local_tps_profiled=90.0, memory_percent=50.0, on_battery=True,
+                   battery_percent=80.0)
     assert first(weigh(open_decision(), calm, TH)) == ("local", ["DEFAULT_LOCAL"])
 
 

@@ -72,7 +72,7 @@ class Planner:
         self.remote_tiers = tuple(t for t, on in configured.items() if on)
         r = settings.routing
         self.thresholds = Thresholds(difficulty=r.difficulty_threshold, cascade_band=r.cascade_band,
-                                     max_queue_depth=r.max_queue_depth, cpu_percent=r.cpu_high_percent,
+                                     max_queue_depth=r.max_queue_depth, local_slowdown=r.local_slowdown,
                                      memory_percent=r.memory_high_percent, battery_percent=r.battery_low_percent,
                                      cascade=r.cascade)
         # Set by the runtime once loaded (both are optional and load after the models).
@@ -152,13 +152,16 @@ class Planner:
         queue = self.local[decision.model].queue
         first_remote = next((st for st in self.remotes.values() if st.tier == decision.tiers[0]), None)
         load = self.load.sample() if self.load is not None else CALM
+        estimate = self.estimates[decision.model]
         return Signals(
             max_latency_ms=req.max_latency_ms,
-            local_predicted_s=self.estimates[decision.model].predict_s(
+            local_predicted_s=estimate.predict_s(
                 prompt_tokens=gen.approx_prompt_tokens(), max_tokens=gen.params.max_tokens, waiting=queue.waiting),
             remote_predicted_s=first_remote.latency_s.value if first_remote is not None else None,
             remote_affordable=remote_affordable, queue_depth=queue.waiting,
-            cpu_percent=load.cpu_percent, memory_percent=load.memory_percent, battery_percent=load.battery_percent,
+            local_tps_now=estimate.gen_tps.value if self.load is not None else None,
+            local_tps_profiled=estimate.profiled_gen_tps if self.load is not None else None,
+            memory_percent=load.memory_percent, battery_percent=load.battery_percent,
             on_battery=load.on_battery, thermal_throttled=load.thermal_throttled,
             difficulty=await self._difficulty(req, lookup))
 

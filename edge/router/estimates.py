@@ -27,11 +27,13 @@ class LocalEstimate:
 
     prompt_tps: Ema = field(default_factory=Ema)
     gen_tps: Ema = field(default_factory=Ema)
+    profiled_gen_tps: float | None = None  # the hardware profile's rate: what an unloaded device does
     completion_tokens: Ema = field(default_factory=Ema)
     service_s: Ema = field(default_factory=Ema)
 
     def seed(self, prompt_tps: float, gen_tps: float) -> None:
         self.prompt_tps.value, self.gen_tps.value = prompt_tps, gen_tps
+        self.profiled_gen_tps = gen_tps
 
     def observe(self, *, prompt_tokens: int, prompt_s: float, completion_tokens: int, decode_s: float,
                 service_s: float) -> None:

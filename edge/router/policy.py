@@ -147,8 +147,11 @@ def _latency(s: Signals, th: Thresholds, reasons: list[Reason]) -> Step:
 def _load(s: Signals, th: Thresholds, reasons: list[Reason]) -> Step:
     if s.queue_depth >= th.max_queue_depth:
         return "LOAD_QUEUE", f"{s.queue_depth} requests wait for the local model (threshold {th.max_queue_depth})", "remote"
-    if s.cpu_percent is not None and s.cpu_percent >= th.cpu_percent:
-        return "LOAD_CPU", f"CPU at {s.cpu_percent:.0f}% (threshold {th.cpu_percent:.0f}%)", "remote"
+    now, profiled = s.local_tps_now, s.local_tps_profiled
+    if now and profiled and profiled / now >= th.local_slowdown:
+        # Another program's CPU (or heat, or a neighbour VM) matters when it slows the model.
+        return ("LOAD_LOCAL_SLOW", f"the local model generates {now:.0f} tok/s, {profiled / now:.1f}x slower "
+                                   f"than the {profiled:.0f} tok/s profiled (threshold {th.local_slowdown:g}x)", "remote")
     if s.memory_percent is not None and s.memory_percent >= th.memory_percent:
         return "LOAD_MEMORY", f"memory at {s.memory_percent:.0f}% (threshold {th.memory_percent:.0f}%)", "remote"
     if s.on_battery and s.battery_percent is not None and s.battery_percent <= th.battery_percent:

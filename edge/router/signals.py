@@ -22,7 +22,10 @@ class Signals:
     remote_affordable: bool = True            # False: every remote candidate is over a ceiling or budget
     # load
     queue_depth: int = 0
-    cpu_percent: float | None = None
+    # The local model's generation rate now (moving average of served requests) and as
+    # profiled on this hardware: load counts when it slows the model, whatever causes it.
+    local_tps_now: float | None = None
+    local_tps_profiled: float | None = None
     memory_percent: float | None = None
     battery_percent: float | None = None
     on_battery: bool = False
@@ -36,7 +39,7 @@ class Thresholds:
     difficulty: float = 0.5          # at or above: escalate
     cascade_band: float = 0.25       # local decisions with difficulty at or above this are checked
     max_queue_depth: int = 2         # requests waiting for the local model before new ones go remote
-    cpu_percent: float = 90.0
+    local_slowdown: float = 1.5      # profiled rate / rate now at or above this: the device is loaded
     memory_percent: float = 90.0
     battery_percent: float = 20.0    # on battery at or below this: spare the battery, go remote
     cascade: bool = True
