@@ -212,6 +212,11 @@ class HttpSettings(_Section):
     body_timeout_s: float = Field(30.0, gt=0, le=3600, description="A request's body must arrive within this many seconds of its headers, else 408")
 
 
+class CalibrationSettings(_Section):
+    enabled: bool = Field(True, description="Keep teacher labels from this deployment's traffic (a cascade's escalated local answer compared with the remote one) beside the ledger, for the router to learn from; no prompt or answer text unless log_content")
+    max_labels: int = Field(50_000, ge=100, le=10_000_000, description="Labels kept; the oldest go first")
+
+
 class CacheSettings(_Section):
     enabled: bool = Field(False, description="Answer repeated (exact) and near-repeated (semantic) requests from the answer cache")
     path: str = Field("", description="SQLite file of the cache; empty = next to the ledger")
@@ -302,6 +307,7 @@ class Settings(_Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     ledger_retention_days: int = Field(90, ge=0, le=36_500, description="Days of raw ledger rows kept; older ones are deleted, their daily aggregates (budgets, edge usage) stay. 0 = keep every row")

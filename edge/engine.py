@@ -185,6 +185,8 @@ class _Run:
                         model=cand.model, timings=timings(clocking, served), trace=trace, degraded=degraded,
                         attempts=list(served.attempts), cost_usd=cost, cache=cache_info)
         self._store(plan, result)
+        if e.runtime.teacher is not None:
+            e.runtime.teacher.observe(plan, served, result.text)
         return await self._record(result, pii_found=bool(plan.pii))
 
     def _store(self, plan: Plan, result: Result) -> None:

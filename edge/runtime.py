@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from edge.backends.base import LocalModel
 from edge.builders import build_local, build_remote
 from edge.cache_policy import CachePolicy
+from edge.calibration.store import CalibrationStore
+from edge.calibration.teacher import Teacher
 from edge.catalog import default_models_dir, load_manifest
 from edge.config import ModelEntry, Settings
 from edge.cost_gate import CostGate
@@ -81,6 +83,7 @@ class Runtime:
             LoadMonitor() if settings.routing.device_load else None)
         self.classifier: DifficultyClassifier | None = injected.classifier
         self.cache: CachePolicy | None = None   # set by start() when [cache] is enabled
+        self.teacher: Teacher | None = None      # set by start() with remote tiers and [calibration] on
         self.hardware: Any = None                # edge.profiler.HardwareProfile once start() has probed it
         self.profiles: dict[str, Any] = {}       # model name -> the edge.profiler.ModelProfile applied
         self.metrics = Metrics()
@@ -126,6 +129,15 @@ class Runtime:
             self.classifier = await self._load_classifier()
         if self.settings.cache.enabled:
             self.cache = await self._open_cache()
+        if self.settings.calibration.enabled and self.remotes:
+            self.teacher = await asyncio.to_thread(self._open_teacher)
+
+    def _open_teacher(self) -> Teacher:
+        path = self.ledger.path.with_suffix(".calibration.sqlite3")
+        store = CalibrationStore(path, max_labels=self.settings.calibration.max_labels)
+        encoder = self.classifier.encoder if self.classifier is not None else (
+            self.cache.encoder if self.cache is not None else None)
+        return Teacher(store, encoder, keep_text=self.settings.log_content)
 
     def _refresh_ledger(self) -> None:
         self.ledger.spent_this_month_usd()  # loads the month if it is new (a new month began)
@@ -146,6 +158,8 @@ class Runtime:
         await asyncio.gather(*(b.close() for b in self.local.values()),
                              *(st.backend.close() for st in self.remotes.values()))
         self.ledger.close()
+        if self.teacher is not None:
+            await asyncio.to_thread(self.teacher.store.close)
         if self.cache is not None:
             await asyncio.to_thread(self.cache.close)
         await asyncio.to_thread(self.tracer.shutdown)

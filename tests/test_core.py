@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 from collections.abc import Coroutine
 from typing import Any
 
@@ -530,3 +531,33 @@ def test_a_clients_flood_leaves_room_and_turns_for_another_client(tmp_path):
         assert finished.index("bob") <= 1  # and took his turn after alice's running request, not after all
 
     run(scenario())
+
+
+# -- the teacher: escalations become labels --------------------------------------------------------
+
+@pytest.mark.parametrize("remote,agrees", [("41", True), ("42", False)])
+def test_an_escalated_cascade_answer_becomes_a_label_without_text(tmp_path, remote, agrees):
+    from edge.calibration.store import CalibrationStore
+
+    p = providers(("cloud", "openai"), reply=lambda body: remote)
+
+    async def scenario() -> None:
+        toml = (fake_config(reply="It is 41. More words follow here.", extra="fake_logprob = -5.0")
+                + f"[routing]\nstrategy = \"smart\"\ncascade_holdback_tokens = 8\n{CASCADE}\n"
+                + "[resilience]\nbackoff_base_s = 0.001\nprobe_interval_s = 600\n"
+                + remote_entries(("cloud", "cloud", "openai")))
+        async with Core(core_settings(tmp_path, toml), p, load=FixedLoad(),
+                        classifier=FixedDifficulty(0.5)) as core:
+            r, _ = await core.ask("What is 6 * 7 - 1?")
+            assert r.backend == "cloud" and r.text == remote  # the client got the remote answer
+
+    run(scenario())
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")
+    try:
+        [label] = store.labels()
+    finally:
+        store.close()
+    assert (label.source, label.agrees, label.rule) == ("cascade", agrees, "numbers")
+    assert label.difficulty == 0.5 and label.conf_mean == pytest.approx(-5.0) and label.tokens >= 1
+    assert label.prompt is None and label.local_text is None and label.remote_text is None  # no text by default
+    assert stat.S_IMODE((tmp_path / "ledger.calibration.sqlite3").stat().st_mode) == 0o600

@@ -26,6 +26,7 @@ class Verdict:
     why: str         # the figures judged ("" when there was nothing to judge: an empty answer)
     # The local answer would have been escalated, but nothing after it can answer: it stands.
     kept: bool = False
+    confidence: Confidence | None = None  # the figures the verdict was made on
 
     @property
     def confident(self) -> bool:
@@ -59,11 +60,11 @@ class CascadeGate:
         figures = (f"mean log-prob {conf.mean:.2f} (min {r.cascade_min_mean_logprob}), lowest token "
                    f"{conf.minimum:.2f} (min {r.cascade_min_token_logprob}) over {judged}")
         if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
-            return Verdict(escalate=False, why=f"the local model was confident: {figures}")
+            return Verdict(escalate=False, why=f"the local model was confident: {figures}", confidence=conf)
         why = f"not confident: {figures}"
         if self._escalation_possible():
-            return Verdict(escalate=True, why=why)
-        return Verdict(escalate=False, why=why, kept=True)
+            return Verdict(escalate=True, why=why, confidence=conf)
+        return Verdict(escalate=False, why=why, kept=True, confidence=conf)
 
     def _escalation_possible(self) -> bool:
         return self._cached_fallback or any(c.remote is not None and c.remote.usable for c in self._chain)

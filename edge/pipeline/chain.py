@@ -56,6 +56,7 @@ class Served:
     # from streams): the counts are estimates, see _estimate_usage.
     usage_estimated: bool = False
     verdict: Verdict | None = None  # the cascade gate's, when one judged the first candidate
+    abandoned: str = ""             # the local text the gate held back and dropped when it escalated
 
 
 @dataclass
@@ -108,6 +109,7 @@ class _ChainRun:
         self.gate, self.outbound, self.span = gate, outbound, span
         self.sent = ""  # text the client has: a later candidate continues from it
         self.verdict: Verdict | None = None
+        self.abandoned = ""
 
     async def events(self) -> AsyncIterator[str | Notice | Served]:
         for index, cand in enumerate(self.chain):
@@ -217,6 +219,7 @@ class _ChainRun:
 
     def _escalated(self, cand: Candidate, t: _Try) -> Notice:
         why = t.verdict.why if t.verdict is not None else ""
+        self.abandoned = "".join(t.held)  # what the teacher compares the remote answer with
         self.attempts.append(Attempt(cand.name, cand.tier, Outcome.LOW_CONFIDENCE, t.elapsed_ms(), why))
         return Notice(Reason("CASCADE_ESCALATED", f"{cand.name}: {why}"))
 
@@ -277,7 +280,8 @@ class _ChainRun:
         estimated = st is not None and final.completion_tokens == 0 and t.deltas > 0
         if estimated:
             final = _estimate_usage(final, self.request, t.deltas)
-        return Served(cand, final, self.attempts, usage_estimated=estimated, verdict=self.verdict)
+        return Served(cand, final, self.attempts, usage_estimated=estimated, verdict=self.verdict,
+                      abandoned=self.abandoned)
 
 
 def _begin(st: RemoteState | None) -> None:

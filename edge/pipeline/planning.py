@@ -59,6 +59,7 @@ class Plan:
     skipped: list[Attempt] = field(default_factory=list)  # ruled out by the cost gate, with why
     gate: CascadeGate | None = None
     redaction: Redaction | None = None
+    difficulty: float | None = None    # the classifier's score, when it was asked
 
 
 class Planner:
@@ -126,12 +127,14 @@ class Planner:
                           chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
                           sensitive=describe_kinds(pii) if keep_local else "")
         chain, skipped = await self.cost_gate.check(req, self._chain(decision))
+        difficulty = None
         if routing.strategy == "smart" and decision.open_choice:
             signals = await self._signals(req, decision, any(c.remote for c in chain), lookup)
             decision = weigh(decision, signals, self.thresholds)
             order = {t: i for i, t in enumerate(decision.tiers)}
             chain.sort(key=lambda c: order[c.tier])  # stable within a tier
-        return Plan(req, lookup, pii, decision, chain, skipped)
+            difficulty = signals.difficulty
+        return Plan(req, lookup, pii, decision, chain, skipped, difficulty=difficulty)
 
     def _chain(self, decision: Decision) -> list[Candidate]:
         chain: list[Candidate] = []

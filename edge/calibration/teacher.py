@@ -1,0 +1,49 @@
+"""The teacher: when the cascade escalates, the local answer it abandoned and the remote
+answer that replaced it make a label (would the local answer have done?), stored for
+the router to learn this deployment's traffic from. Off the request path: the client
+has its answer before the label is computed, on the store's own thread."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from edge.calibration.agreement import agree
+from edge.calibration.store import CalibrationStore, Label
+
+if TYPE_CHECKING:
+    from edge.pipeline.chain import Served
+    from edge.pipeline.planning import Plan
+
+__all__ = ["Teacher"]
+
+
+class Teacher:
+    def __init__(self, store: CalibrationStore, encoder: Any = None, *, keep_text: bool = False) -> None:
+        """`encoder`: the router's SentenceEncoder (for the meaning rule and the prompt's
+        embedding); `keep_text`: store prompt and answers too (settings.log_content)."""
+        self.store, self.encoder, self.keep_text = store, encoder, keep_text
+
+    def observe(self, plan: Plan, served: Served, remote_text: str) -> None:
+        """Label an escalated cascade answer; anything else teaches nothing (yet)."""
+        v = served.verdict
+        if v is None or not v.escalate or served.candidate.remote is None or not served.abandoned:
+            return
+        prompt = next((m.content for m in reversed(plan.request.generation.messages) if m.role == "user"), "")
+        vector = plan.lookup.vector
+        local, conf, difficulty = served.abandoned, v.confidence, plan.difficulty
+
+        def label() -> None:
+            embed = self.encoder.embed if self.encoder is not None else None
+            verdict = agree(local, remote_text, embed)
+            if verdict.agrees is None:
+                return  # the rule cannot tell: no label is better than a guess
+            embedding = vector if vector is not None else (embed(prompt) if embed is not None else None)
+            self.store._write(Label(  # noqa: SLF001 - on the store's own thread already
+                source="cascade", agrees=verdict.agrees, rule=verdict.rule, difficulty=difficulty,
+                conf_mean=conf.mean if conf else None, conf_min=conf.minimum if conf else None,
+                tokens=conf.tokens if conf else None, embedding=embedding, ts=time.time(),
+                prompt=prompt if self.keep_text else None, local_text=local if self.keep_text else None,
+                remote_text=remote_text if self.keep_text else None))
+
+        self.store.submit(label)
