@@ -215,6 +215,8 @@ class HttpSettings(_Section):
 class CalibrationSettings(_Section):
     enabled: bool = Field(True, description="Keep teacher labels from this deployment's traffic (a cascade's escalated local answer compared with the remote one) beside the ledger, for the router to learn from; no prompt or answer text unless log_content")
     max_labels: int = Field(50_000, ge=100, le=10_000_000, description="Labels kept; the oldest go first")
+    shadow_rate: float = Field(0.02, ge=0, le=1, description="Share of locally answered requests that could have left the device which are also sent to the remote tier, after the client has its answer, to label the pair (a ledger row with reason SHADOW and its cost); 0 = off")
+    shadow_max_concurrent: int = Field(1, ge=1, le=64, description="Shadow calls in flight at once; a sample that cannot start is dropped")
 
 
 class CacheSettings(_Section):

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from edge.answer_cache import CachedAnswer
 from edge.backends.base import ModelDescription
 from edge.cache_policy import CachePolicy, pieces
+from edge.calibration.shadow import Shadow
 from edge.config import Settings
 from edge.errors import BackendError
 from edge.pipeline.admission import Admission, Arrival
@@ -51,6 +52,8 @@ class Engine:
                                cost_gate=rt.cost_gate, estimates=rt.estimates, load=rt.load)
         self.planner.classifier = rt.classifier
         self.recorder = Recorder(settings, rt.ledger, rt.metrics)
+        self._rng = injected.rng
+        self.shadow: Shadow | None = None  # set by start() when the teacher is on and shadow_rate > 0
 
     @property
     def default_model(self) -> str:
@@ -64,8 +67,17 @@ class Engine:
         await self.runtime.start()
         self.planner.classifier = self.runtime.classifier
         self.planner.cache = self.runtime.cache
+        if self.runtime.teacher is not None and self.settings.calibration.shadow_rate > 0:
+            self.shadow = Shadow(self.settings, self.runtime.teacher, self.recorder, self.runtime.cost_gate,
+                                 **({"rng": self._rng} if self._rng is not None else {}))
+
+    async def close_shadows(self, *, wait: bool = False) -> None:
+        """Drop the shadow samples in flight (wait=True: let them finish first)."""
+        if self.shadow is not None:
+            await (self.shadow.drain() if wait else self.shadow.close())
 
     async def close(self) -> None:
+        await self.close_shadows()
         await asyncio.to_thread(self.recorder.close)
         await self.runtime.close()
 
@@ -187,7 +199,10 @@ class _Run:
         self._store(plan, result)
         if e.runtime.teacher is not None:
             e.runtime.teacher.observe(plan, served, result.text)
-        return await self._record(result, pii_found=bool(plan.pii))
+        recorded = await self._record(result, pii_found=bool(plan.pii))
+        if e.shadow is not None:
+            e.shadow.maybe_sample(plan, served, result)  # starts after the client has its answer
+        return recorded
 
     def _store(self, plan: Plan, result: Result) -> None:
         cache = self.engine.runtime.cache

@@ -59,6 +59,7 @@ class Injected:
     load: LoadSource | None = None                    # device load (None with routing.device_load off)
     classifier: DifficultyClassifier | None = None     # the difficulty classifier, instead of loading one
     ledger: Ledger | None = None
+    rng: Callable[[], float] | None = None             # shadow sampling's coin (random.random)
 
 
 class Runtime:

@@ -140,12 +140,18 @@ def _file_limit(n: int | None):  # type: ignore[no-untyped-def]
 
 
 def fake_config(*, reply: str = "", token_delay_ms: float = 0, load_delay_ms: float = 0, queue_size: int = 8,
-                n_ctx: int = 2048, grace_s: float = 10, extra: str = "", server_extra: str = "") -> str:
+                n_ctx: int = 2048, grace_s: float = 10, extra: str = "", server_extra: str = "",
+                shadow_rate: float = 0.0) -> str:
+    """A daemon on the fake backend. Shadow sampling is off unless asked for (`shadow_rate`):
+    a test that counts what a provider received must not see a random shadow call."""
     return f"""
 [server]
 listen = "127.0.0.1:0"
 shutdown_grace_s = {grace_s}
 {server_extra}
+
+[calibration]
+shadow_rate = {shadow_rate}
 
 [local]
 default_model = "fake"

@@ -561,3 +561,66 @@ def test_an_escalated_cascade_answer_becomes_a_label_without_text(tmp_path, remo
     assert label.difficulty == 0.5 and label.conf_mean == pytest.approx(-5.0) and label.tokens >= 1
     assert label.prompt is None and label.local_text is None and label.remote_text is None  # no text by default
     assert stat.S_IMODE((tmp_path / "ledger.calibration.sqlite3").stat().st_mode) == 0o600
+
+
+# -- shadow sampling ---------------------------------------------------------------------------------
+
+def shadow_toml(*, extra: str = "", routing: str = "") -> str:
+    return (fake_config(reply="It is 41. More words.", shadow_rate=1.0, extra=PRICES_LOCAL)
+            + f"[routing]\nstrategy = \"smart\"\ncascade = false\n{routing}\n{extra}\n"
+            + "[resilience]\nbackoff_base_s = 0.001\nprobe_interval_s = 600\n"
+            + remote_entries(("cloud", "cloud", "openai"), timeout_s=5))
+
+
+PRICES_LOCAL = ""  # the fake model needs no extra keys
+
+
+@pytest.mark.parametrize("case", ["local_only", "pii", "offline", "over_budget"])
+def test_a_request_that_may_not_leave_the_device_is_never_shadowed(tmp_path, case):
+    p = providers(("cloud", "openai"), reply=lambda body: "41")
+    extra = {"offline": "offline = true", "local_only": "", "pii": "", "over_budget": ""}[case]
+    cost = f"[cost]\ndaily_budget_usd = 0.000001\n{PRICES}" if case == "over_budget" else ""
+
+    async def scenario() -> None:
+        toml = shadow_toml(routing=extra, extra=cost)
+        async with Core(core_settings(tmp_path, toml), p, load=FixedLoad(),
+                        classifier=FixedDifficulty(0.1)) as core:
+            text = "Email ada@example.com: what is 6 * 7 - 1?" if case == "pii" else "What is 6 * 7 - 1?"
+            preference = Preference.LOCAL_ONLY if case == "local_only" else Preference.AUTO
+            for _ in range(3):
+                r, _ = await core.ask(text, preference=preference)
+                assert r.tier == Tier.LOCAL
+            await core.engine.close_shadows()
+        assert p["cloud"].requests == []  # zero bytes to the remote tier
+
+    run(scenario())
+
+
+def test_a_local_answer_is_shadowed_after_the_client_has_it_and_labelled(tmp_path):
+    from edge.calibration.store import CalibrationStore
+    from edge.ledger import Ledger
+
+    p = providers(("cloud", "openai"), reply=lambda body: "42")
+    p["cloud"].set_fault(Fault("hang", times=1))  # the first shadow never answers: the client must not wait
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, shadow_toml(extra=f"[cost]\n{PRICES}")), p, load=FixedLoad(),
+                        classifier=FixedDifficulty(0.1)) as core:
+            r, _ = await core.ask("What is 6 * 7 - 1?")
+            assert r.tier == Tier.LOCAL and r.text == "It is 41. More words."  # answered; the shadow hangs on
+            await asyncio.sleep(0)  # let the shadow send its request
+            assert len(p["cloud"].requests) == 1
+            await core.engine.close_shadows()  # the hung one is dropped
+            r, _ = await core.ask("What is 6 * 7 - 1?")  # this one's shadow answers
+            await core.engine.close_shadows(wait=True)
+
+    run(scenario())
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")
+    try:
+        labels = store.labels()
+    finally:
+        store.close()
+    assert [(x.source, x.agrees, x.rule, x.difficulty) for x in labels] == [("shadow", False, "numbers", 0.1)]
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        shadows = [e for e in ledger.entries() if e.reasons == ["SHADOW"]]
+    assert len(shadows) == 1 and shadows[0].tier == "cloud" and shadows[0].cost_usd > 0

@@ -25,13 +25,17 @@ class Teacher:
         self.store, self.encoder, self.keep_text = store, encoder, keep_text
 
     def observe(self, plan: Plan, served: Served, remote_text: str) -> None:
-        """Label an escalated cascade answer; anything else teaches nothing (yet)."""
+        """Label an escalated cascade answer (the abandoned local text against the remote one)."""
         v = served.verdict
         if v is None or not v.escalate or served.candidate.remote is None or not served.abandoned:
             return
+        self.observe_pair(plan, served.abandoned, remote_text, source="cascade", confidence=v.confidence)
+
+    def observe_pair(self, plan: Plan, local: str, remote_text: str, *, source: str, confidence: Any = None) -> None:
+        """Label one (local answer, remote answer) pair for `plan`'s request, on the store's thread."""
         prompt = next((m.content for m in reversed(plan.request.generation.messages) if m.role == "user"), "")
         vector = plan.lookup.vector
-        local, conf, difficulty = served.abandoned, v.confidence, plan.difficulty
+        conf, difficulty = confidence, plan.difficulty
 
         def label() -> None:
             embed = self.encoder.embed if self.encoder is not None else None
@@ -40,7 +44,7 @@ class Teacher:
                 return  # the rule cannot tell: no label is better than a guess
             embedding = vector if vector is not None else (embed(prompt) if embed is not None else None)
             self.store._write(Label(  # noqa: SLF001 - on the store's own thread already
-                source="cascade", agrees=verdict.agrees, rule=verdict.rule, difficulty=difficulty,
+                source=source, agrees=verdict.agrees, rule=verdict.rule, difficulty=difficulty,
                 conf_mean=conf.mean if conf else None, conf_min=conf.minimum if conf else None,
                 tokens=conf.tokens if conf else None, embedding=embedding, ts=time.time(),
                 prompt=prompt if self.keep_text else None, local_text=local if self.keep_text else None,

@@ -77,5 +77,11 @@ class Recorder:
                                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
                                 outcome=wire.grpc_code))
 
+    def shadow(self, entry: LedgerEntry) -> None:
+        """A shadow sample's remote call: a ledger row (budgets count its cost), one log line."""
+        self._write(entry)
+        log.info("shadow sample", extra={"request_id": entry.request_id, "backend": entry.backend,
+                                          "cost_usd": entry.cost_usd, "total_ms": round(entry.latency_ms, 1)})
+
     def cancelled(self, request_id: str, door: str) -> None:
         log.info("request cancelled", extra={"request_id": request_id, "front_door": door})

@@ -1,0 +1,105 @@
+"""Shadow sampling: for a share of the requests the local model answered that were
+allowed to leave the device, also ask the remote tier, off the client's path, and
+label the pair. Escalations only label the answers the gate doubted; shadows label
+the ones it kept, so the router learns from both.
+
+Never for a request that may not leave the device: the plan's chain holds a remote
+candidate only when LOCAL_ONLY, routing.local_only, offline mode, the PII guard and
+the cost gate (ceilings, budgets) all allowed one. The client already has its answer
+when a shadow starts; at most `max_concurrent` run at once, and one that cannot start
+is dropped, not queued. Each shadow call is a ledger row (reason SHADOW) with its cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from edge.ledger import LedgerEntry
+from edge.pipeline.chain import Served, run_chain
+from edge.types import Notice, Tier
+
+if TYPE_CHECKING:
+    from edge.calibration.teacher import Teacher
+    from edge.config import Settings
+    from edge.cost_gate import CostGate
+    from edge.pipeline.planning import Plan
+    from edge.pipeline.recording import Recorder
+    from edge.types import Result
+
+__all__ = ["Shadow"]
+
+log = logging.getLogger("edge.calibration")
+
+
+class Shadow:
+    def __init__(self, settings: Settings, teacher: Teacher, recorder: Recorder, cost_gate: CostGate, *,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.settings, self.teacher, self.recorder, self.cost_gate = settings, teacher, recorder, cost_gate
+        self.rate = settings.calibration.shadow_rate
+        self.max_concurrent = settings.calibration.shadow_max_concurrent
+        self._rng = rng
+        self._running: set[asyncio.Task[None]] = set()
+        self.started_total = self.dropped_total = 0
+
+    def maybe_sample(self, plan: Plan, served: Served, result: Result) -> None:
+        """After the client's answer: start a shadow for this request, or not."""
+        remotes = [c for c in plan.chain if c.remote is not None]
+        if (not remotes or served.candidate.tier != Tier.LOCAL or served.candidate.name != "local"
+                or result.degraded or served.verdict is not None and served.verdict.escalate
+                or not result.text or self._rng() >= self.rate):
+            return
+        if len(self._running) >= self.max_concurrent:
+            self.dropped_total += 1
+            return
+        self.started_total += 1
+        task = asyncio.create_task(self._run(plan, remotes, result.text))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, plan: Plan, remotes: list, local_text: str) -> None:
+        generation = replace(plan.request.generation, stream=False, deadline=time.monotonic() + 120,
+                             request_id=plan.request.request_id + ":shadow")
+        outbound = plan.redaction.outbound if plan.redaction is not None else None
+        parts: list[str] = []
+        served: Served | None = None
+        started = time.monotonic()
+        try:
+            async for event in run_chain(generation, remotes, self.settings.resilience, outbound=outbound):
+                if isinstance(event, str):
+                    parts.append(event)
+                elif isinstance(event, Served):
+                    served = event
+                elif isinstance(event, Notice):
+                    continue
+        except Exception as exc:  # noqa: BLE001 - a shadow that fails teaches nothing and costs no client anything
+            log.info("shadow sample failed", extra={"request_id": generation.request_id, "error": str(exc)})
+            return
+        if served is None:
+            return
+        remote_text = "".join(parts)
+        if plan.redaction is not None:
+            remote_text = plan.redaction.restorer.feed(remote_text) + plan.redaction.restorer.flush()
+        final, cand = served.final, served.candidate
+        cost = self.cost_gate.cost_of(cand, final.prompt_tokens, final.completion_tokens, 0.0)
+        self.recorder.shadow(LedgerEntry(
+            request_id=generation.request_id, ts=time.time(), tier=str(cand.tier), backend=cand.name, model=cand.model,
+            prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, cost_usd=cost,
+            latency_ms=(time.monotonic() - started) * 1000, outcome="ok", reasons=["SHADOW"]))
+        self.teacher.observe_pair(plan, local_text, remote_text, source="shadow")
+
+    async def close(self) -> None:
+        """Cancel the shadows in flight."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait for the shadows in flight, and for their labels to be stored."""
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.wrap_future(self.teacher.store.submit(lambda: None))
