@@ -217,6 +217,12 @@ class CalibrationSettings(_Section):
     max_labels: int = Field(50_000, ge=100, le=10_000_000, description="Labels kept; the oldest go first")
     shadow_rate: float = Field(0.02, ge=0, le=1, description="Share of locally answered requests that could have left the device which are also sent to the remote tier, after the client has its answer, to label the pair (a ledger row with reason SHADOW and its cost); 0 = off")
     shadow_max_concurrent: int = Field(1, ge=1, le=64, description="Shadow calls in flight at once; a sample that cannot start is dropped")
+    target: Literal["quality", "spend"] = Field("quality", description="What the fit optimises: 'quality' (the cheapest point whose estimated agreement with the remote tier meets quality_target) or 'spend' (the point that sends spend_target of the traffic remote)")
+    quality_target: float = Field(0.95, gt=0, le=1, description="Estimated agreement with the remote tier to meet (target = 'quality')")
+    spend_target: float = Field(0.30, ge=0, le=1, description="Share of requests to send remote (target = 'spend')")
+    min_labels: int = Field(50, ge=5, le=1_000_000, description="Labels needed before the fit replaces the shipped prior and threshold")
+    refit_every: int = Field(25, ge=1, le=1_000_000, description="Refit after this many new labels (and at start)")
+    fit_window: int = Field(2000, ge=10, le=20_000, description="The most recent labels the fit uses")
 
 
 class CacheSettings(_Section):

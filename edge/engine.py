@@ -67,6 +67,7 @@ class Engine:
         await self.runtime.start()
         self.planner.classifier = self.runtime.classifier
         self.planner.cache = self.runtime.cache
+        self.planner.teacher = self.runtime.teacher
         if self.runtime.teacher is not None and self.settings.calibration.shadow_rate > 0:
             self.shadow = Shadow(self.settings, self.runtime.teacher, self.recorder, self.runtime.cost_gate,
                                  **({"rng": self._rng} if self._rng is not None else {}))

@@ -138,7 +138,9 @@ class Runtime:
         store = CalibrationStore(path, max_labels=self.settings.calibration.max_labels)
         encoder = self.classifier.encoder if self.classifier is not None else (
             self.cache.encoder if self.cache is not None else None)
-        return Teacher(store, encoder, keep_text=self.settings.log_content)
+        teacher = Teacher(store, encoder, keep_text=self.settings.log_content, settings=self.settings.calibration)
+        teacher.refit()  # at start: labels from earlier runs count
+        return teacher
 
     def _refresh_ledger(self) -> None:
         self.ledger.spent_this_month_usd()  # loads the month if it is new (a new month began)

@@ -99,10 +99,16 @@ class CalibrationStore:
             self._conn.execute("DELETE FROM labels WHERE id <= (SELECT MAX(id) FROM labels) - ?", (self.max_labels,))
 
     def labels(self) -> list[Label]:
+        return self.recent(None)
+
+    def recent(self, n: int | None) -> list[Label]:
+        """The last `n` labels (None: all), oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT source, agrees, rule, difficulty, conf_mean, conf_min, tokens, embedding, prompt, local_text, "
-                "remote_text, ts FROM labels ORDER BY id").fetchall()
+                "SELECT * FROM (SELECT id, source, agrees, rule, difficulty, conf_mean, conf_min, tokens, embedding, "
+                "prompt, local_text, remote_text, ts FROM labels ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (-1 if n is None else n,)).fetchall()
+            rows = [r[1:] for r in rows]
         return [Label(source=r[0], agrees=bool(r[1]), rule=r[2], difficulty=r[3], conf_mean=r[4], conf_min=r[5],
                       tokens=r[6], embedding=None if r[7] is None else np.frombuffer(r[7], dtype=np.float32),
                       prompt=r[8], local_text=r[9], remote_text=r[10], ts=r[11]) for r in rows]

@@ -8,8 +8,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import logging
+
 from edge.calibration.agreement import agree
+from edge.calibration.fit import Calibrator, OperatingPoint, fit
 from edge.calibration.store import CalibrationStore, Label
+from edge.config import CalibrationSettings
 
 if TYPE_CHECKING:
     from edge.pipeline.chain import Served
@@ -17,12 +21,29 @@ if TYPE_CHECKING:
 
 __all__ = ["Teacher"]
 
+log = logging.getLogger("edge.calibration")
+
 
 class Teacher:
-    def __init__(self, store: CalibrationStore, encoder: Any = None, *, keep_text: bool = False) -> None:
+    def __init__(self, store: CalibrationStore, encoder: Any = None, *, keep_text: bool = False,
+                 settings: CalibrationSettings | None = None) -> None:
         """`encoder`: the router's SentenceEncoder (for the meaning rule and the prompt's
         embedding); `keep_text`: store prompt and answers too (settings.log_content)."""
         self.store, self.encoder, self.keep_text = store, encoder, keep_text
+        self.settings = settings or CalibrationSettings()
+        # (Calibrator, OperatingPoint) once min_labels labels exist; swapped whole, read by the planner.
+        self.fitted: tuple[Calibrator, OperatingPoint] | None = None
+        self._since_fit = 0
+
+    def refit(self) -> None:
+        """Blocking (the store's thread): fit on the most recent labels, toward the target."""
+        s = self.settings
+        value = s.quality_target if s.target == "quality" else s.spend_target
+        result = fit(self.store.recent(s.fit_window), target=s.target, value=value, min_labels=s.min_labels)
+        self._since_fit = 0
+        if result is not None:
+            self.fitted = result
+            log.info("router fitted to this deployment", extra={"fit": result[1].describe()})
 
     def observe(self, plan: Plan, served: Served, remote_text: str) -> None:
         """Label an escalated cascade answer (the abandoned local text against the remote one)."""
@@ -43,7 +64,7 @@ class Teacher:
             if verdict.agrees is None:
                 return  # the rule cannot tell: no label is better than a guess
             embedding = vector if vector is not None else (embed(prompt) if embed is not None else None)
-            self.store._write(Label(  # noqa: SLF001 - on the store's own thread already
+            self._store_and_maybe_refit(Label(
                 source=source, agrees=verdict.agrees, rule=verdict.rule, difficulty=difficulty,
                 conf_mean=conf.mean if conf else None, conf_min=conf.minimum if conf else None,
                 tokens=conf.tokens if conf else None, embedding=embedding, ts=time.time(),
@@ -51,3 +72,9 @@ class Teacher:
                 remote_text=remote_text if self.keep_text else None))
 
         self.store.submit(label)
+
+    def _store_and_maybe_refit(self, label: Label) -> None:
+        self.store._write(label)  # noqa: SLF001 - on the store's own thread already
+        self._since_fit += 1
+        if self._since_fit >= self.settings.refit_every:
+            self.refit()

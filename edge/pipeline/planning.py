@@ -28,6 +28,7 @@ from edge.tracing import Span
 from edge.types import Attempt, Request, Tier
 
 if TYPE_CHECKING:
+    from edge.calibration.teacher import Teacher
     from edge.router.classifier import DifficultyClassifier
 
 __all__ = ["Plan", "Planner", "Redaction"]
@@ -76,9 +77,20 @@ class Planner:
                                      max_queue_depth=r.max_queue_depth, local_slowdown=r.local_slowdown,
                                      memory_percent=r.memory_high_percent, battery_percent=r.battery_low_percent,
                                      cascade=r.cascade)
-        # Set by the runtime once loaded (both are optional and load after the models).
+        # Set by the runtime once loaded (all optional, loaded after the models).
         self.classifier: DifficultyClassifier | None = None
         self.cache: CachePolicy | None = None
+        self.teacher: Teacher | None = None  # its fit, once it has one, scores difficulty
+
+    def _thresholds_now(self) -> Thresholds:
+        """The configured thresholds, or the fit's operating point once there is one."""
+        fitted = self.teacher.fitted if self.teacher is not None else None
+        if fitted is None:
+            return self.thresholds
+        point = fitted[1]
+        return replace(self.thresholds, difficulty=point.threshold,
+                       cascade_band=min(self.thresholds.cascade_band, point.threshold),
+                       source=f" ({point.describe()})")
 
     async def plan(self, req: Request, span: Span) -> Plan | CachedAnswer:
         """The whole plan, or a cached answer to play back."""
@@ -130,7 +142,7 @@ class Planner:
         difficulty = None
         if routing.strategy == "smart" and decision.open_choice:
             signals = await self._signals(req, decision, any(c.remote for c in chain), lookup)
-            decision = weigh(decision, signals, self.thresholds)
+            decision = weigh(decision, signals, self._thresholds_now())
             order = {t: i for i, t in enumerate(decision.tiers)}
             chain.sort(key=lambda c: order[c.tier])  # stable within a tier
             difficulty = signals.difficulty
@@ -169,17 +181,25 @@ class Planner:
             difficulty=await self._difficulty(req, lookup))
 
     async def _difficulty(self, req: Request, lookup: Lookup) -> float | None:
-        """The classifier's score; reuses the cache lookup's embedding of the prompt when
-        both share the encoder. None (the step is skipped) when there is no classifier
-        or it fails at run time, exactly as when it failed to load."""
+        """The classifier's score, or once the router has a fit on this deployment's own
+        labels, the fit's score with the classifier as its prior (edge.calibration.fit).
+        Reuses the cache lookup's embedding of the prompt when both share the encoder.
+        None (the step is skipped) when there is no classifier or it fails at run time,
+        exactly as when it failed to load."""
         clf = self.classifier
         if clf is None:
             return None
         messages = [(m.role, m.content) for m in req.generation.messages]
+        fitted = self.teacher.fitted if self.teacher is not None else None
         try:
             if lookup.vector is not None and self.cache is not None and self.cache.encoder is clf.encoder:
-                return clf.score_embedding(last_user_message(messages), lookup.vector, lookup.tokens)
-            return await asyncio.to_thread(clf.score, messages)
+                vector, tokens = lookup.vector, lookup.tokens
+            elif fitted is not None:
+                vector, tokens = await asyncio.to_thread(clf.encoder.embed_with_count, last_user_message(messages))
+            else:
+                return await asyncio.to_thread(clf.score, messages)
+            prior = clf.score_embedding(last_user_message(messages), vector, tokens)
+            return prior if fitted is None else fitted[0].score(vector, prior)
         except ModelError as exc:
             log.warning("difficulty classifier failed; the difficulty step is skipped",
                         extra={"request_id": req.request_id, "error": str(exc)})

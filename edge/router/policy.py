@@ -166,8 +166,8 @@ def _difficulty(s: Signals, th: Thresholds) -> Placement:
     if s.difficulty is None:
         return "DEFAULT_LOCAL", "no signal calls for a remote tier; the local model is cheapest", "local"
     if s.difficulty >= th.difficulty:
-        return "DIFFICULTY_HIGH", f"difficulty {s.difficulty:.2f} >= {th.difficulty:.2f}", "remote"
+        return "DIFFICULTY_HIGH", f"difficulty {s.difficulty:.2f} >= {th.difficulty:.2f}{th.source}", "remote"
     if th.cascade and s.difficulty >= th.cascade_band:
         return ("CASCADE_ARMED", f"difficulty {s.difficulty:.2f} is uncertain (>= {th.cascade_band:.2f}): answer "
                                  "locally, escalate if the local model is not confident", "cascade")
-    return "DIFFICULTY_LOW", f"difficulty {s.difficulty:.2f} < {th.difficulty:.2f}", "local"
+    return "DIFFICULTY_LOW", f"difficulty {s.difficulty:.2f} < {th.difficulty:.2f}{th.source}", "local"

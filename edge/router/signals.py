@@ -40,6 +40,7 @@ class Thresholds:
     cascade_band: float = 0.25       # local decisions with difficulty at or above this are checked
     max_queue_depth: int = 2         # requests waiting for the local model before new ones go remote
     local_slowdown: float = 1.5      # profiled rate / rate now at or above this: the device is loaded
+    source: str = ""                 # where the difficulty threshold came from, for the reasons ("" = configured)
     memory_percent: float = 90.0
     battery_percent: float = 20.0    # on battery at or below this: spare the battery, go remote
     cascade: bool = True

@@ -1,0 +1,105 @@
+"""The router fitted to a deployment's own labels: it learns traffic its prior gets wrong,
+toward a quality or a spend target, and every answer says which fit decided."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from edge.calibration.fit import fit
+from edge.calibration.store import CalibrationStore, Label
+from edge.router.load import FixedLoad
+from edge.types import Tier
+
+from .conftest import Core, core_settings, fake_config, remote_entries
+from .test_core import providers
+
+DIM = 384
+RNG = np.random.default_rng(3)
+HARD, EASY = RNG.standard_normal(DIM), RNG.standard_normal(DIM)  # two families of prompts
+
+
+def near(center: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    v = center + 0.3 * rng.standard_normal(DIM)
+    return v / np.linalg.norm(v)
+
+
+def labels(n: int, seed: int = 1) -> list[Label]:
+    """Half from the 'hard' family (the local answer would not do), half 'easy'; the
+    shipped prior scores them backwards, as it did on traffic it was not built on."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        hard = i % 2 == 0
+        out.append(Label(source="shadow", agrees=not hard, rule="numbers", difficulty=0.2 if hard else 0.8,
+                         embedding=near(HARD if hard else EASY, rng)))
+    return out
+
+
+def test_below_min_labels_the_prior_stays():
+    assert fit(labels(20), min_labels=50) is None
+
+
+def test_the_fit_learns_what_the_prior_ranks_backwards():
+    calibrator, point = fit(labels(200), target="quality", value=0.95)
+    rng = np.random.default_rng(9)
+    hard = [calibrator.score(near(HARD, rng), prior=0.2) for _ in range(50)]
+    easy = [calibrator.score(near(EASY, rng), prior=0.8) for _ in range(50)]
+    # The cheapest point that meets 0.95 agreement: easy prompts all stay local, and nearly
+    # every hard one goes remote (a few may stay: 5% disagreement is what the target allows).
+    assert max(easy) < point.threshold and np.mean(np.array(hard) >= point.threshold) >= 0.8
+    assert point.estimated_agreement >= 0.95 and 0.4 <= point.remote_share <= 0.5
+    assert "fit on 200 labels" in point.describe()
+
+
+def test_a_spend_target_sets_the_remote_share():
+    _, point = fit(labels(200), target="spend", value=0.3)
+    assert 0.25 <= point.remote_share <= 0.35
+
+
+class FamilyEncoder:
+    """Embeds a prompt by its family word, as MiniLM embeds similar prompts nearby."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(5)
+
+    def embed_with_count(self, text: str):  # type: ignore[no-untyped-def]
+        return near(HARD if "prove" in text else EASY, self.rng), len(text.split())
+
+    def embed(self, text: str) -> np.ndarray:
+        return self.embed_with_count(text)[0]
+
+
+class BackwardsClassifier:
+    """The shipped prior, wrong on this traffic: hard prompts look easy and easy ones hard."""
+
+    def __init__(self) -> None:
+        self.encoder = FamilyEncoder()
+
+    def score_embedding(self, text: str, vector, tokens) -> float:  # type: ignore[no-untyped-def]
+        return 0.2 if "prove" in text else 0.8
+
+    def score(self, messages) -> float:  # type: ignore[no-untyped-def]
+        return self.score_embedding(messages[-1][1], None, 0)
+
+
+def test_a_daemon_with_enough_labels_routes_by_its_fit_and_says_so(tmp_path):
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")
+    for label in labels(120):
+        store.add(label)
+    store.close()
+    toml = (fake_config(reply="local") + '[routing]\nstrategy = "smart"\ncascade = false\n'
+            + remote_entries(("cloud", "cloud", "openai")))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, toml), providers(("cloud", "openai"), reply=lambda b: "remote"),
+                        load=FixedLoad(), classifier=BackwardsClassifier()) as core:
+            hard, _ = await core.ask("Please prove that the sum of two odd numbers is even.")
+            easy, _ = await core.ask("What colour is the sky?")
+        assert hard.tier == Tier.CLOUD and easy.tier == Tier.LOCAL  # the prior alone would do the opposite
+        detail = next(r.detail for r in hard.trace if r.code == "DIFFICULTY_HIGH")
+        assert "fit on 120 labels" in detail and "quality 0.95" in detail
+
+    asyncio.run(scenario())
