@@ -171,6 +171,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if status.models:
         print(f"resident memory: {status.models[0].resident_bytes / 2**20:.0f} MiB   (* = default model)")
     print(f"network: {status.network}")
+    if status.HasField("router"):
+        r = status.router
+        fit = (f"fit: threshold {r.threshold:.2f}, estimated agreement {r.estimated_agreement:.2f}, remote share "
+               f"{r.remote_share:.2f} ({r.target})" if r.fitted else "shipped prior (not enough labels to fit yet)")
+        print(f"router: {r.labels} labels, {r.shadow_samples} shadow samples; {fit}")
     for b in status.budgets:
         limit = f"of ${b.limit_usd:.4f}, ${b.remaining_usd:.4f} left" if b.limit_usd else "(no budget)"
         print(f"spent this {b.period}: ${b.spent_usd:.4f} {limit}")
@@ -488,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--days", type=int, default=7)
     u.add_argument("--json", action="store_true")
     u.set_defaults(func=cmd_usage)
+
+    from edge.router_cli import add_parsers as add_router_parsers
+
+    add_router_parsers(sub)
 
     c = sub.add_parser("config", help="validate a config file or print the schema")
     csub = c.add_subparsers(dest="config_command", required=True)

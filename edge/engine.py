@@ -71,6 +71,8 @@ class Engine:
         if self.runtime.teacher is not None and self.settings.calibration.shadow_rate > 0:
             self.shadow = Shadow(self.settings, self.runtime.teacher, self.recorder, self.runtime.cost_gate,
                                  **({"rng": self._rng} if self._rng is not None else {}))
+            shadow = self.shadow
+            self.runtime.shadow_samples = lambda: shadow.started_total
 
     async def close_shadows(self, *, wait: bool = False) -> None:
         """Drop the shadow samples in flight (wait=True: let them finish first)."""

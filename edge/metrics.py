@@ -139,6 +139,7 @@ class _LiveState(Collector):
             yield GaugeMetricFamily("edge_cache_entries", "Answers held by the answer cache",
                                     value=float(snap.cache_entries))
         yield from _budget_gauges(snap)
+        yield from _router_gauges(snap)
 
 
 def _backend_gauges(snap: Snapshot) -> Iterator[Any]:
@@ -181,3 +182,20 @@ def _budget_gauges(snap: Snapshot) -> Iterator[Any]:
         limit.add_metric([b.period], b.limit_usd or 0.0)
     yield spent
     yield limit
+
+
+def _router_gauges(snap: Snapshot) -> Iterator[Any]:
+    r = snap.router
+    if r is None:
+        return
+    yield GaugeMetricFamily("edge_router_labels", "Teacher labels the router keeps", value=float(r.labels))
+    yield GaugeMetricFamily("edge_router_shadow_samples", "Shadow calls started since the daemon started",
+                            value=float(r.shadow_samples))
+    yield GaugeMetricFamily("edge_router_fitted", "1 when the router scores difficulty with its fit to this "
+                            "deployment, 0 while the shipped prior decides", value=1.0 if r.fitted else 0.0)
+    if r.fitted:
+        yield GaugeMetricFamily("edge_router_threshold", "The fit's difficulty threshold", value=r.threshold or 0.0)
+        yield GaugeMetricFamily("edge_router_estimated_agreement", "Estimated agreement with the remote tier at "
+                                "the fit's operating point", value=r.estimated_agreement or 0.0)
+        yield GaugeMetricFamily("edge_router_remote_share", "Share of the labelled traffic the fit sends remote",
+                                value=r.remote_share or 0.0)

@@ -33,7 +33,7 @@ from edge.pricing import PriceTable
 from edge.resilience import Clock
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor, LoadSource
-from edge.snapshot import BackendSnapshot, BudgetSnapshot, ModelSnapshot, Snapshot
+from edge.snapshot import BackendSnapshot, BudgetSnapshot, ModelSnapshot, RouterFitSnapshot, Snapshot
 from edge.tracing import build_tracer
 from edge.types import Tier
 
@@ -85,6 +85,7 @@ class Runtime:
         self.classifier: DifficultyClassifier | None = injected.classifier
         self.cache: CachePolicy | None = None   # set by start() when [cache] is enabled
         self.teacher: Teacher | None = None      # set by start() with remote tiers and [calibration] on
+        self.shadow_samples: Callable[[], int] | None = None  # set by the engine: shadow calls started
         self.hardware: Any = None                # edge.profiler.HardwareProfile once start() has probed it
         self.profiles: dict[str, Any] = {}       # model name -> the edge.profiler.ModelProfile applied
         self.metrics = Metrics()
@@ -262,7 +263,20 @@ class Runtime:
             backends=[_backend_snapshot(name, st) for name, st in self.remotes.items()],
             budgets=self._budgets() if budgets else [],
             cache_entries=len(self.cache.cache) if self.cache is not None else None,
-            hardware=self.hardware)
+            hardware=self.hardware, router=self._router_snapshot() if budgets else None)
+
+    def _router_snapshot(self) -> RouterFitSnapshot | None:
+        """Blocking (counts the labels): the router's fit, for status and metrics."""
+        t = self.teacher
+        if t is None:
+            return None
+        shadows = self.shadow_samples() if self.shadow_samples is not None else 0
+        if t.fitted is None:
+            return RouterFitSnapshot(labels=len(t.store), fitted=False, shadow_samples=shadows)
+        p = t.fitted[1]
+        return RouterFitSnapshot(labels=len(t.store), fitted=True, threshold=p.threshold,
+                                 estimated_agreement=p.estimated_agreement, remote_share=p.remote_share,
+                                 target=p.target, shadow_samples=shadows)
 
     def _model_snapshot(self, name: str, m: LocalModel) -> ModelSnapshot:
         s, q, est = m.stats, m.queue, self.estimates[name]

@@ -176,6 +176,15 @@ def _backends(snap: Snapshot) -> list[pb.BackendStatus]:
         failures_total=b.failures_total, out_of_rotation=b.out_of_rotation) for b in snap.backends]
 
 
+def _router(snap: Snapshot) -> pb.RouterFit | None:
+    r = snap.router
+    if r is None:
+        return None
+    return pb.RouterFit(labels=r.labels, fitted=r.fitted, threshold=r.threshold or 0.0,
+                        estimated_agreement=r.estimated_agreement or 0.0, remote_share=r.remote_share or 0.0,
+                        target=r.target, shadow_samples=r.shadow_samples)
+
+
 def _hardware(hw: Any) -> pb.HardwareSummary | None:
     if hw is None:
         return None
@@ -251,7 +260,8 @@ class Daemon:
                      for b in snap.budgets],
             auth_required=bool(sec.tokens_file),
             tls="mutual" if sec.tls_client_ca_file else "tls" if sec.tls_cert_file else "off",
-            rate_limit_per_s=sec.rate_limit_per_s, pii_guard=self.settings.privacy.pii)
+            rate_limit_per_s=sec.rate_limit_per_s, pii_guard=self.settings.privacy.pii,
+            router=_router(snap))
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME):

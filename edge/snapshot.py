@@ -12,7 +12,7 @@ from typing import Any
 from edge.backends.base import ModelDescription
 from edge.types import Tier
 
-__all__ = ["ModelSnapshot", "BackendSnapshot", "BudgetSnapshot", "Snapshot"]
+__all__ = ["ModelSnapshot", "BackendSnapshot", "BudgetSnapshot", "RouterFitSnapshot", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,17 @@ class BudgetSnapshot:
 
 
 @dataclass(frozen=True)
+class RouterFitSnapshot:
+    labels: int
+    fitted: bool
+    threshold: float | None = None
+    estimated_agreement: float | None = None
+    remote_share: float | None = None
+    target: str = ""
+    shadow_samples: int = 0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     uptime_s: float
     default_model: str
@@ -70,3 +81,4 @@ class Snapshot:
     budgets: list[BudgetSnapshot] = field(default_factory=list)
     cache_entries: int | None = None  # None: the answer cache is off
     hardware: Any = None              # edge.profiler.HardwareProfile once probed
+    router: RouterFitSnapshot | None = None  # None: no teacher (no remote tier, or [calibration] off)

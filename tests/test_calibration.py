@@ -98,8 +98,42 @@ def test_a_daemon_with_enough_labels_routes_by_its_fit_and_says_so(tmp_path):
                         load=FixedLoad(), classifier=BackwardsClassifier()) as core:
             hard, _ = await core.ask("Please prove that the sum of two odd numbers is even.")
             easy, _ = await core.ask("What colour is the sky?")
+            snap = await asyncio.to_thread(core.engine.snapshot)
+            from edge.server import _router
+
+            status = _router(snap)  # what GetStatus (and `edge status`) carries
+            assert status.labels == 120 and status.fitted and status.target == "quality 0.95"
+            assert 0 < status.threshold <= 1 and status.estimated_agreement >= 0.95
         assert hard.tier == Tier.CLOUD and easy.tier == Tier.LOCAL  # the prior alone would do the opposite
         detail = next(r.detail for r in hard.trace if r.code == "DIFFICULTY_HIGH")
         assert "fit on 120 labels" in detail and "quality 0.95" in detail
 
     asyncio.run(scenario())
+
+
+def test_router_commands_import_show_export_and_reset(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGE_LEDGER": str(tmp_path / "ledger.sqlite3")}
+
+    def edge(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([sys.executable, "-m", "edge", "router", *args], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    examples = tmp_path / "examples.jsonl"
+    lines = [{"prompt": f"Prove that {n} plus {n + 2} is even when {n} is odd.", "acceptable": False} for n in range(30)]
+    lines += [{"prompt": f"What colour is a {c} apple?", "acceptable": True} for c in ["red", "green", "yellow"] * 10]
+    examples.write_text("\n".join(json.dumps(x) for x in lines))
+    assert "imported 60 labels" in edge("import", str(examples)).stdout
+    status = edge("status").stdout
+    assert "labels: 60 (import 60)" in status and "fit on 60 labels" in status and "remote share" in status
+    exported = [json.loads(x) for x in edge("export").stdout.splitlines()]
+    assert len(exported) == 60 and len(exported[0]["embedding"]) == 384
+    assert not any("prompt" in x or "Prove" in json.dumps(x) for x in exported)  # no text leaves
+    assert "labels removed" in edge("reset").stdout
+    assert "no labels yet" in edge("status").stdout

@@ -314,7 +314,7 @@ class BackendStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard")
+    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard", "router")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +328,7 @@ class GetStatusResponse(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_PER_S_FIELD_NUMBER: _ClassVar[int]
     PII_GUARD_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     uptime_s: float
@@ -341,4 +342,23 @@ class GetStatusResponse(_message.Message):
     tls: str
     rate_limit_per_s: float
     pii_guard: str
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ..., hardware: _Optional[_Union[HardwareSummary, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[str] = ..., rate_limit_per_s: _Optional[float] = ..., pii_guard: _Optional[str] = ...) -> None: ...
+    router: RouterFit
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ..., hardware: _Optional[_Union[HardwareSummary, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[str] = ..., rate_limit_per_s: _Optional[float] = ..., pii_guard: _Optional[str] = ..., router: _Optional[_Union[RouterFit, _Mapping]] = ...) -> None: ...
+
+class RouterFit(_message.Message):
+    __slots__ = ("labels", "fitted", "threshold", "estimated_agreement", "remote_share", "target", "shadow_samples")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    FITTED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    labels: int
+    fitted: bool
+    threshold: float
+    estimated_agreement: float
+    remote_share: float
+    target: str
+    shadow_samples: int
+    def __init__(self, labels: _Optional[int] = ..., fitted: _Optional[bool] = ..., threshold: _Optional[float] = ..., estimated_agreement: _Optional[float] = ..., remote_share: _Optional[float] = ..., target: _Optional[str] = ..., shadow_samples: _Optional[int] = ...) -> None: ...
