@@ -64,8 +64,11 @@ class Calibrator:
         w = np.clip(sims[near], 0.0, None)
         return float((w @ self.wrong[near] + self.prior_weight * prior) / (w.sum() + self.prior_weight))
 
-    def leave_one_out(self, priors: np.ndarray) -> np.ndarray:
-        sims = self.embeddings @ self.embeddings.T
+    def leave_one_out(self, priors: np.ndarray, sims: np.ndarray | None = None) -> np.ndarray:
+        """Each label scored by the others (`sims`: the labels' similarity matrix, if known)."""
+        if sims is None:
+            sims = self.embeddings @ self.embeddings.T
+        sims = sims.copy()
         np.fill_diagonal(sims, -np.inf)
         return np.array([self._vote(sims[i], float(priors[i])) for i in range(len(priors))])
 
@@ -87,6 +90,25 @@ def _point(scores: np.ndarray, wrong: np.ndarray, target: str, value: float) -> 
     return t, agreement, share, curve
 
 
+# Neighbours and the prior's weight are chosen per fit, on the labels alone (leave-one-out
+# log-loss): a deployment whose prior is good leans on it, one whose prior is wrong does not.
+_K = (5, 10, 20, 40)
+_PRIOR_WEIGHTS = (0.25, 1.0, 4.0)
+
+
+def _select(emb: np.ndarray, wrong: np.ndarray, priors: np.ndarray) -> tuple[Calibrator, np.ndarray]:
+    """The (k, prior weight) with the lowest leave-one-out log-loss, and its LOO scores."""
+    candidates = [Calibrator(emb, wrong, k=k, prior_weight=w) for k in _K for w in _PRIOR_WEIGHTS]
+    sims = candidates[0].embeddings @ candidates[0].embeddings.T  # the same for every candidate
+
+    def loss(scores: np.ndarray) -> float:
+        p = np.clip(scores, 1e-3, 1 - 1e-3)
+        return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
+
+    scored = [(c, c.leave_one_out(priors, sims)) for c in candidates]
+    return min(scored, key=lambda cs: loss(cs[1]))
+
+
 def fit(labels: Sequence[Label], *, target: str = "quality", value: float = 0.95, min_labels: int = 50,
         default_prior: float = 0.5) -> tuple[Calibrator, OperatingPoint] | None:
     """The calibrator and its operating point from `labels` (those with an embedding);
@@ -97,8 +119,7 @@ def fit(labels: Sequence[Label], *, target: str = "quality", value: float = 0.95
     emb = np.stack([np.asarray(x.embedding, dtype=np.float32) for x in usable])
     wrong = np.array([0.0 if x.agrees else 1.0 for x in usable])
     priors = np.array([default_prior if x.difficulty is None else x.difficulty for x in usable])
-    calibrator = Calibrator(emb, wrong)
-    scores = calibrator.leave_one_out(priors)
+    calibrator, scores = _select(emb, wrong, priors)
     t, agreement, share, curve = _point(scores, wrong, target, value)
     step = max(1, len(curve) // 20)
     point = OperatingPoint(threshold=t, labels=len(usable), estimated_agreement=agreement, remote_share=share,

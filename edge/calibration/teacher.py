@@ -9,6 +9,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import logging
+from collections import deque
+
+import numpy as np
 
 from edge.calibration.agreement import agree
 from edge.calibration.fit import Calibrator, OperatingPoint, fit
@@ -23,6 +26,9 @@ __all__ = ["Teacher"]
 
 log = logging.getLogger("edge.calibration")
 
+SPEND_WINDOW = 500      # recent requests' scores a spend target is held over
+SPEND_MIN_SCORES = 50   # before that many, the fit's threshold (chosen on the labels) stands
+
 
 class Teacher:
     def __init__(self, store: CalibrationStore, encoder: Any = None, *, keep_text: bool = False,
@@ -34,6 +40,16 @@ class Teacher:
         # (Calibrator, OperatingPoint) once min_labels labels exist; swapped whole, read by the planner.
         self.fitted: tuple[Calibrator, OperatingPoint] | None = None
         self._since_fit = 0
+        # The fit's scores of recent requests: a spend target is held as their quantile,
+        # so the share sent remote follows the traffic as it is, not as the labels were.
+        self.recent_scores: deque[float] = deque(maxlen=SPEND_WINDOW)
+
+    def spend_threshold(self) -> float | None:
+        """With target = 'spend' and enough recent scores: the score above which the target
+        share of recent requests lay; None otherwise (the fit's own threshold then)."""
+        if self.settings.target != "spend" or len(self.recent_scores) < SPEND_MIN_SCORES:
+            return None
+        return float(np.quantile(np.fromiter(self.recent_scores, float), 1.0 - self.settings.spend_target))
 
     def refit(self) -> None:
         """Blocking (the store's thread): fit on the most recent labels, toward the target."""

@@ -88,8 +88,10 @@ class Planner:
         if fitted is None:
             return self.thresholds
         point = fitted[1]
-        return replace(self.thresholds, difficulty=point.threshold,
-                       cascade_band=min(self.thresholds.cascade_band, point.threshold),
+        threshold = self.teacher.spend_threshold() if self.teacher is not None else None
+        threshold = point.threshold if threshold is None else threshold
+        return replace(self.thresholds, difficulty=threshold,
+                       cascade_band=min(self.thresholds.cascade_band, threshold),
                        source=f" ({point.describe()})")
 
     async def plan(self, req: Request, span: Span) -> Plan | CachedAnswer:
@@ -199,7 +201,12 @@ class Planner:
             else:
                 return await asyncio.to_thread(clf.score, messages)
             prior = clf.score_embedding(last_user_message(messages), vector, tokens)
-            return prior if fitted is None else fitted[0].score(vector, prior)
+            if fitted is None:
+                return prior
+            score = fitted[0].score(vector, prior)
+            if self.teacher is not None:
+                self.teacher.recent_scores.append(score)
+            return score
         except ModelError as exc:
             log.warning("difficulty classifier failed; the difficulty step is skipped",
                         extra={"request_id": req.request_id, "error": str(exc)})
