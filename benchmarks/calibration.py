@@ -42,9 +42,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from routing_metrics import apgr, cpt, sweep  # noqa: E402
+from routing_metrics import apgr, cpt, normalised_ranks, sweep  # noqa: E402
+from routing_quality import local_answer, past_the_gate  # noqa: E402
 
-from edge.backends.base import GenerationRequest, Message, SamplingParams  # noqa: E402
 from edge.backends.llama import LlamaBackend  # noqa: E402
 from edge.calibration.agreement import agree  # noqa: E402
 from edge.calibration.fit import fit  # noqa: E402
@@ -149,17 +149,22 @@ def right(answer: str, accept: list[str]) -> bool:
 # -- the local tier ------------------------------------------------------------------------------------
 
 async def local_answers(qs: list[dict[str, Any]], max_tokens: int) -> None:
+    """Each question through the real model (greedy), with what the daemon's cascade gate
+    reads at its gate point (routing_quality.local_answer: the shipped GatePoint)."""
+    from edge.config import RoutingSettings
+
     manifest = load_manifest()
     spec = manifest.get(manifest.default)
     backend = LlamaBackend("local", default_models_dir() / spec.file, sha256=spec.sha256, n_threads=2, queue_size=4)
+    routing = RoutingSettings()
     await backend.start()
     try:
         for q in qs:
-            req = GenerationRequest(messages=(Message("user", q["prompt"]),),
-                                    params=SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=0))
-            parts = [c.text async for c in backend.generate(req)]
-            q["local"] = "".join(parts)
+            a = await local_answer(backend, q["prompt"], max_tokens)
+            q["local"] = a["text"]
             q["local_right"] = right(q["local"], q["accept"])
+            q["gate"] = past_the_gate(a["at_gate"]["first_sentence" if routing.cascade_first_sentence
+                                                  else "fixed_window"], routing)
     finally:
         await backend.close()
 
@@ -214,9 +219,17 @@ def main() -> None:
     rand = {"apgr": 0.5, "cpt95": 0.95}
     oracle = evaluate(1.0 - q_local, q_local)
     cal_scores, point = calibrated(len(labels))
+    # The daemon's cascade on top: the gate's reading of the local answer joins the fit's
+    # score, as the mean of their normalised ranks (the rule routing_quality.py fixed for
+    # classifier+cascade; nothing here is tuned on the scored half). It pays the local
+    # generation for every request, as a cascade does.
+    gate = np.array([q["gate"] for q in scored])
+    combined = (normalised_ranks(cal_scores) + normalised_ranks(gate)) / 2
     routers = [{"name": "random", **rand}, {"name": "oracle", **oracle},
                {"name": "shipped_prior", **evaluate(prior, q_local)},
-               {"name": "calibrated", **evaluate(cal_scores, q_local), "labels": len(labels)}]
+               {"name": "cascade_gate_alone", **evaluate(gate, q_local)},
+               {"name": "calibrated", **evaluate(cal_scores, q_local), "labels": len(labels)},
+               {"name": "calibrated+cascade", **evaluate(combined, q_local), "labels": len(labels)}]
     for r in routers:
         r["apgr_capture"] = round(capture(r["apgr"], rand["apgr"], oracle["apgr"]), 3)
         r["cpt95_capture"] = None if r["cpt95"] is None else round(
