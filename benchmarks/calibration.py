@@ -326,7 +326,10 @@ model = "m"
     finally:
         srv.stop()
     return {"p50_ms_shadow_on": round(statistics.median(on), 1), "p50_ms_shadow_off": round(statistics.median(off), 1),
-            "ratio": round(statistics.median(on) / statistics.median(off), 3), "pairs": len(on)}
+            "ratio": round(statistics.median(on) / statistics.median(off), 3),
+            # Each question's own on/off ratio, then their median: robust to questions whose
+            # answers differ in length, which the two medians above are not.
+            "paired_ratio_p50": round(statistics.median(a / b for a, b in zip(on, off)), 3), "pairs": len(on)}
 
 
 def _plot(curve: list[dict[str, Any]], routers: list[dict[str, Any]]) -> None:

@@ -121,23 +121,9 @@ def start_baseline(model: Path, threads: int, n_ctx: int, workdir: Path) -> tupl
     return proc, addr.read_text()
 
 
-def run_baseline(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
-    t0 = time.perf_counter()
-    first = last = None
-    text = ""
-    for msg in client.stream(prompt, max_tokens=max_tokens, temperature=0, timeout=600):
-        now = time.perf_counter()
-        if msg.WhichOneof("event") == "delta":
-            first = first or now
-            last = now
-        else:
-            text = msg.final.text
-    assert first is not None and last is not None
-    return {"ttft_ms": (first - t0) * 1000, "first": first, "last": last, "text": text,
-            "total_s": time.perf_counter() - t0}
-
-
-def run_daemon(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
+def run_stream(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
+    """One streamed request over gRPC (the daemon or the baseline): when text first and last
+    arrived, the text, and (from the daemon, which reports usage) the decode rate."""
     t0 = time.perf_counter()
     first = last = None
     final = None
@@ -150,8 +136,8 @@ def run_daemon(client: Client, prompt: str, max_tokens: int) -> dict[str, float]
             final = msg.final
     assert final is not None and first is not None and last is not None
     n = final.usage.completion_tokens
-    return {"ttft_ms": (first - t0) * 1000, "tokens": n, "decode_tps": (n - 1) / (last - first),
-            "text": final.text, "total_s": time.perf_counter() - t0}
+    return {"ttft_ms": (first - t0) * 1000, "first": first, "last": last, "tokens": n, "text": final.text,
+            "decode_tps": (n - 1) / (last - first) if n > 1 else 0.0, "total_s": time.perf_counter() - t0}
 
 
 def run_direct(llm, prompt: str, max_tokens: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -204,8 +190,8 @@ def main() -> None:
         proc, target = start_bench_daemon(model, threads, n_ctx, Path(tmp))
         base_proc, base_target = start_baseline(model, threads, n_ctx, Path(tmp))
         client, base_client = Client(target), Client(base_target)
-        runners = {"direct": lambda p, n: run_direct(llm, p, n), "daemon": lambda p, n: run_daemon(client, p, n),
-                   "baseline": lambda p, n: run_baseline(base_client, p, n)}
+        runners = {"direct": lambda p, n: run_direct(llm, p, n), "daemon": lambda p, n: run_stream(client, p, n),
+                   "baseline": lambda p, n: run_stream(base_client, p, n)}
         sides = list(runners)
         try:
             for side in sides:  # warm every path once (page cache, first-call allocations)

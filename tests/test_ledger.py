@@ -356,13 +356,13 @@ for i in range(int(sys.argv[3])):
 """
 
 
-def test_kill_9_mid_stream_keeps_every_committed_entry(tmp_path: Path) -> None:
-    db, ack = tmp_path / "ledger.sqlite3", tmp_path / "acks"
+def _kill_writer_after(db: Path, ack: Path, acks: int) -> None:
+    """Run CHILD writing to `db`, SIGKILL it once it has acknowledged `acks` commits."""
     ack.touch()
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(ack), "10000000"], cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
-        while ack.read_bytes().count(b"\n") < 300:
+        while ack.read_bytes().count(b"\n") < acks:
             assert child.poll() is None, f"writer exited early with {child.returncode}"
             assert time.monotonic() < deadline, "writer too slow"
             time.sleep(0.02)
@@ -372,6 +372,11 @@ def test_kill_9_mid_stream_keeps_every_committed_entry(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_kill_9_mid_stream_keeps_every_committed_entry(tmp_path: Path) -> None:
+    db, ack = tmp_path / "ledger.sqlite3", tmp_path / "acks"
+    _kill_writer_after(db, ack, 300)
 
     lines = ack.read_bytes().split(b"\n")[:-1]  # only newline-terminated acknowledgements
     acked = int(lines[-1]) + 1
@@ -503,20 +508,7 @@ def test_kill_9_at_a_million_rows_leaves_the_budget_equal_to_the_committed_rows(
     with Ledger(db) as ledger:
         ledger.record_many(LedgerEntry(f"h{i}", start + i, "cloud", "b", "m", 1, 1, 0.0001, 5.0)
                            for i in range(1_000_000))
-    ack.touch()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(ack), "10000000"], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 120
-        while ack.read_bytes().count(b"\n") < 100:
-            assert child.poll() is None, f"writer exited early with {child.returncode}"
-            assert time.monotonic() < deadline, "writer too slow"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    _kill_writer_after(db, ack, 100)
     with sqlite3.connect(db) as c:
         rows_total = c.execute("SELECT SUM(cost_usd), COUNT(*) FROM requests").fetchone()
     with Ledger(db) as ledger:
