@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +24,12 @@ def start_daemon(cfg: str, workdir: Path, timeout_s: float = 180.0) -> tuple[sub
     (workdir / "edge.toml").write_text(cfg)
     addr = workdir / "addr.json"
     addr.unlink(missing_ok=True)
+    # Its own ledger (and answer cache, calibration labels) in the work folder: a benchmark
+    # must not write into the user's real ledger, or read what earlier runs spent.
+    env = {**os.environ, "EDGE_LEDGER": str(workdir / "ledger.sqlite3")}
     proc = subprocess.Popen([sys.executable, "-m", "edge", "serve", "-c", str(workdir / "edge.toml"),
-                             "--address-file", str(addr)], cwd=ROOT, stderr=(workdir / "daemon.log").open("wb"))
+                             "--address-file", str(addr)], cwd=ROOT, stderr=(workdir / "daemon.log").open("wb"),
+                            env=env)
     deadline = time.monotonic() + timeout_s
     while not addr.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
