@@ -1,6 +1,6 @@
 """What a request may cost and what it did cost: the cost gate before a chain runs
-(per-request ceilings and ledger budgets), the cost of an answer after it, and the
-budget gauges. The price table itself is edge.pricing."""
+(per-request ceilings and ledger budgets) and the cost of an answer after it. The
+price table itself is edge.pricing."""
 
 from __future__ import annotations
 
@@ -78,11 +78,3 @@ class CostGate:
                                   amortization_usd_per_hour=c.local_amortization_usd_per_hour)
         price = self.price(cand)
         return cost_usd(price, prompt_tokens, completion_tokens) if price is not None else 0.0
-
-    def budget_snapshot(self) -> dict[str, tuple[float, float]] | None:
-        """Blocking (reads the ledger): {'day'|'month': (spent, limit)} for each configured budget."""
-        if not self.has_budget:
-            return None
-        status = self.ledger.budget_status(self.settings)
-        return {period: (w.spent_usd, w.limit_usd) for period, w in (("day", status.day), ("month", status.month))
-                if w.limit_usd is not None}

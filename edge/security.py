@@ -30,7 +30,7 @@ from edge.config import SecuritySettings
 from edge.private_files import check_secret_file
 from edge.errors import ConfigError
 
-__all__ = ["Gatekeeper", "Guard", "client_address", "peer_identity", "RateLimiter", "Refusal", "TokenStore", "bearer_token", "check_private_file",
+__all__ = ["Gatekeeper", "Guard", "client_address", "peer_identity", "RateLimiter", "Refusal", "TokenStore", "bearer_token",
            "current_client", "peer_host", "server_credentials"]
 
 log = logging.getLogger("edge.security")
@@ -44,11 +44,6 @@ def current_client() -> str:
     return _CLIENT.get()
 
 
-def check_private_file(path: str, field: str) -> Path:
-    """A secret file others can neither read nor change (edge.private_files.check_secret_file)."""
-    return check_secret_file(path, field)
-
-
 def _read(path: str, field: str) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
@@ -60,7 +55,7 @@ def server_credentials(sec: SecuritySettings) -> grpc.ServerCredentials | None:
     """TLS (or mutual TLS with a client CA) from the configured PEM files; None = plaintext."""
     if not sec.tls_cert_file:
         return None
-    key = check_private_file(sec.tls_key_file, "security.tls_key_file").read_bytes()
+    key = check_secret_file(sec.tls_key_file, "security.tls_key_file").read_bytes()
     cert = _read(sec.tls_cert_file, "security.tls_cert_file")
     ca = _read(sec.tls_client_ca_file, "security.tls_client_ca_file") if sec.tls_client_ca_file else None
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
@@ -79,7 +74,7 @@ class TokenStore:
 
     def reload(self) -> int:
         """Re-read the file; on any problem keep the tokens already loaded and raise ConfigError."""
-        p = check_private_file(self.path, "security.tokens_file")
+        p = check_secret_file(self.path, "security.tokens_file")
         tokens: list[tuple[bytes, str]] = []
         for n, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
             line = raw.split("#", 1)[0].strip()

@@ -26,13 +26,13 @@ from edge.config import Settings
 from edge.engine import Engine
 from edge.errors import ConfigError, wire_error
 from edge.logs import quiet_accept_errors
+from edge.private_files import check_secret_file
 from edge.pipeline.admission import Arrival
 from edge.security import (
     Gatekeeper,
     Guard,
     RateLimiter,
     TokenStore,
-    check_private_file,
     current_client,
     peer_host,
     peer_identity,
@@ -327,7 +327,7 @@ class Daemon:
         m = self.settings.metrics
         self.engine.metrics.attach(lambda: self.engine.snapshot(), lambda: self.state)
         if m.tls_key_file:
-            check_private_file(m.tls_key_file, "metrics.tls_key_file")
+            check_secret_file(m.tls_key_file, "metrics.tls_key_file")
         try:
             self.addresses["metrics"] = self.engine.metrics.serve(
                 m.listen, certfile=m.tls_cert_file, keyfile=m.tls_key_file, client_cafile=m.tls_client_ca_file)

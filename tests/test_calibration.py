@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from edge.calibration.fit import fit
 from edge.calibration.store import CalibrationStore, Label

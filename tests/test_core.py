@@ -566,13 +566,11 @@ def test_an_escalated_cascade_answer_becomes_a_label_without_text(tmp_path, remo
 # -- shadow sampling ---------------------------------------------------------------------------------
 
 def shadow_toml(*, extra: str = "", routing: str = "") -> str:
-    return (fake_config(reply="It is 41. More words.", shadow_rate=1.0, extra=PRICES_LOCAL)
+    return (fake_config(reply="It is 41. More words.", shadow_rate=1.0)
             + f"[routing]\nstrategy = \"smart\"\ncascade = false\n{routing}\n{extra}\n"
             + "[resilience]\nbackoff_base_s = 0.001\nprobe_interval_s = 600\n"
             + remote_entries(("cloud", "cloud", "openai"), timeout_s=5))
 
-
-PRICES_LOCAL = ""  # the fake model needs no extra keys
 
 
 @pytest.mark.parametrize("case", ["local_only", "pii", "offline", "over_budget"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import resource
 import socket
-import time
 
 import grpc
 import httpx
@@ -115,7 +114,7 @@ def test_a_ledger_made_by_an_older_version_is_tightened(tmp_path):
                                       (0o620, "writable by its group"), (0o644, "readable by every user")])
 def test_a_tokens_file_others_can_write_or_read_is_refused(tmp_path, mode, why):
     from edge.errors import ConfigError
-    from edge.security import check_private_file
+    from edge.private_files import check_secret_file as check_private_file
 
     f = write_private(tmp_path / "tokens", f"kiosk {TOKEN_A}\n", mode=mode)
     with pytest.raises(ConfigError, match=rf"security.tokens_file: .*{why} \(mode 0{mode:o}\).*chmod 600"):

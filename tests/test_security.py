@@ -22,7 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.client import Client
 from edge.errors import ConfigError
-from edge.security import RateLimiter, TokenStore, check_private_file
+from edge.private_files import check_secret_file as check_private_file
+from edge.security import RateLimiter, TokenStore
 
 from .conftest import SERVING, TOKEN_A, TOKEN_B, fake_config, health_status, start_daemon, write_private
 

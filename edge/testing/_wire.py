@@ -207,3 +207,28 @@ def _gemini_chunks(plan: _Plan, model: str) -> list[tuple[bool, int, dict]]:
     rid, pieces = uuid.uuid4().hex[:22], plan.pieces or [""]
     return [(i == len(pieces) - 1, 1 if piece else 0,
              _gemini_response(plan, model, piece, rid, final=i == len(pieces) - 1)) for i, piece in enumerate(pieces)]
+
+
+def _stream_events(kind: str, plan: _Plan, model: str, body: dict) -> list[_Event]:
+    """A completion's stream events in `kind`'s framing (gemini: ?alt=sse)."""
+    if kind == "openai":
+        return _openai_events(plan, model, body)
+    if kind == "anthropic":
+        return _anthropic_events(plan, model)
+    return [(t, w, b"data: " + _dumps(r) + b"\r\n\r\n") for t, w, r in _gemini_chunks(plan, model)]
+
+
+def _unary_body(kind: str, plan: _Plan, model: str) -> dict[str, Any]:
+    """A whole (non-streamed) completion in `kind`'s format."""
+    if kind == "openai":
+        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
+                                                                     "refusal": None},
+                                             "logprobs": None, "finish_reason": plan.reason("openai")}],
+                "usage": _openai_usage(plan), "system_fingerprint": "fp_loopback"}
+    if kind == "anthropic":
+        return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": plan.text}], "stop_reason": plan.reason("anthropic"),
+                "stop_sequence": plan.stop_sequence,
+                "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}
+    return _gemini_response(plan, model, plan.text, uuid.uuid4().hex[:22], final=True)

@@ -86,18 +86,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from edge.testing._wire import (  # noqa: F401 - the server builds its responses with these
+from edge.testing._wire import (
     _Event,
     _OVERLOADED,
-    _anthropic_events,
     _dumps,
     _error_body,
     _gemini_chunks,
-    _gemini_response,
-    _openai_events,
-    _openai_usage,
     _plan,
     _retry_after,
+    _stream_events,
+    _unary_body,
 )
 
 __all__ = ["KINDS", "FAULT_KINDS", "Fault", "ProviderServer", "RecordedRequest", "continuing", "main"]
@@ -121,6 +119,15 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {FAULT_KINDS}")
+
+    def for_request(self, seen: int) -> Fault | None:
+        """What request number `seen` (0-based, counted from set_fault) gets: `times` limits
+        the fault; `flap` answers the odd-numbered ones 503."""
+        if self.times is not None and seen >= self.times:
+            return None
+        if self.kind == "flap":
+            return None if seen % 2 == 0 else Fault("status", status=503, retry_after=self.retry_after)
+        return self
 
 
 @dataclass
@@ -440,32 +447,13 @@ class _Handler(BaseHTTPRequestHandler):
         plan = _plan(kind, body, owner.reply_for(body))
         model = path_model if kind == "gemini" else str(body.get("model"))
         if streaming and not (kind == "gemini" and parse_qs(urlsplit(self.path).query).get("alt") != ["sse"]):
-            if kind == "openai":
-                return self._stream(_openai_events(plan, model, body), fault)
-            if kind == "anthropic":
-                return self._stream(_anthropic_events(plan, model), fault, b"event: error\ndata: "
-                                    + _dumps(_OVERLOADED) + b"\n\n")
-            events = [(t, w, b"data: " + json.dumps(r).encode() + b"\r\n\r\n")
-                      for t, w, r in _gemini_chunks(plan, model)]
-            return self._stream(events, fault)
+            error_frame = b"event: error\ndata: " + _dumps(_OVERLOADED) + b"\n\n" if kind == "anthropic" else b""
+            return self._stream(_stream_events(kind, plan, model, body), fault, error_frame)
         if owner.token_delay_s > 0 and not self._idle(owner.token_delay_s * plan.completion_tokens):
             return self._abort()
-        if kind == "openai":
-            return self._json(200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
-                                                                     "refusal": None},
-                                             "logprobs": None, "finish_reason": plan.reason("openai")}],
-                "usage": _openai_usage(plan), "system_fingerprint": "fp_loopback"}, fault)
-        if kind == "anthropic":
-            return self._json(200, {
-                "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": plan.text}], "stop_reason": plan.reason("anthropic"),
-                "stop_sequence": plan.stop_sequence,
-                "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}, fault)
         if route == "stream":  # streamGenerateContent without alt=sse: one JSON array of the chunks
             return self._json(200, [r for _, _, r in _gemini_chunks(plan, model)], fault)
-        return self._json(200, _gemini_response(plan, model, plan.text, uuid.uuid4().hex[:22], final=True), fault)
+        return self._json(200, _unary_body(kind, plan, model), fault)
 
     def _models(self, wanted: str | None, fault: Fault | None) -> None:
         owner = self.server.owner
@@ -594,11 +582,7 @@ class ProviderServer:
             if fault is None:
                 return None
             seen, self._fault_seen = self._fault_seen, self._fault_seen + 1
-            if fault.times is not None and seen >= fault.times:
-                return None
-            if fault.kind == "flap":
-                return None if seen % 2 == 0 else Fault("status", status=503, retry_after=fault.retry_after)
-            return fault
+            return fault.for_request(seen)
 
     def __enter__(self) -> ProviderServer:
         return self.start()

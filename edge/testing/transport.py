@@ -27,17 +27,7 @@ from typing import Any
 
 import httpx
 
-from edge.testing._wire import (
-    _anthropic_events,
-    _dumps,
-    _error_body,
-    _gemini_chunks,
-    _gemini_response,
-    _openai_events,
-    _openai_usage,
-    _plan,
-    _retry_after,
-)
+from edge.testing._wire import _error_body, _plan, _retry_after, _stream_events, _unary_body
 from edge.testing.providers import Fault
 
 __all__ = ["Hosts", "ProviderTransport", "Seen"]
@@ -60,24 +50,17 @@ class ProviderTransport(httpx.AsyncBaseTransport):
     reply: str | Callable[[dict], str] = "Hello from the in-process provider."
     requests: list[Seen] = field(default_factory=list)
     _fault: Fault | None = None
-    _left: int | None = None
-    _count: int = 0
+    _seen: int = 0
 
     def set_fault(self, fault: Fault | None) -> None:
-        self._fault, self._left, self._count = fault, (fault.times if fault else None), 0
+        self._fault, self._seen = fault, 0
 
     def _next_fault(self) -> Fault | None:
-        fault = self._fault
-        if fault is None:
+        """The server's schedule (Fault.for_request), counted from set_fault."""
+        if self._fault is None:
             return None
-        if self._left is not None:
-            if self._left <= 0:
-                return None
-            self._left -= 1
-        n, self._count = self._count, self._count + 1
-        if fault.kind == "flap":
-            return Fault("status", status=503) if n % 2 else None
-        return fault
+        seen, self._seen = self._seen, self._seen + 1
+        return self._fault.for_request(seen)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         fault = self._next_fault()
@@ -104,29 +87,10 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         broken = fault.kind if fault is not None else ""
         if body.get("stream") is True or path.endswith(":streamGenerateContent"):
             return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                                  stream=_Stream(self._events(plan, model, body), broken, fault))
+                                  stream=_Stream(_stream_events(self.kind, plan, model, body), broken, fault))
         if broken == "malformed_json":
             return httpx.Response(200, content=b'{"id": "malformed", "choices": [{"message": {"content": "unter')
-        return httpx.Response(200, json=self._unary(plan, model))
-
-    def _events(self, plan: Any, model: str, body: dict) -> list[tuple[bool, int, bytes]]:
-        if self.kind == "openai":
-            return _openai_events(plan, model, body)
-        if self.kind == "anthropic":
-            return _anthropic_events(plan, model)
-        return [(t, w, b"data: " + _dumps(r) + b"\r\n\r\n") for t, w, r in _gemini_chunks(plan, model)]
-
-    def _unary(self, plan: Any, model: str) -> dict[str, Any]:
-        if self.kind == "openai":
-            return {"id": "chatcmpl-inprocess", "object": "chat.completion", "created": 0, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text},
-                                 "finish_reason": plan.reason("openai")}], "usage": _openai_usage(plan)}
-        if self.kind == "anthropic":
-            return {"id": "msg_inprocess", "type": "message", "role": "assistant", "model": model,
-                    "content": [{"type": "text", "text": plan.text}], "stop_reason": plan.reason("anthropic"),
-                    "stop_sequence": plan.stop_sequence,
-                    "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}
-        return _gemini_response(plan, model, plan.text, "inprocess", final=True)
+        return httpx.Response(200, json=_unary_body(self.kind, plan, model))
 
 
 class _Stream(httpx.AsyncByteStream):
