@@ -50,7 +50,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if result is None:
         print(f"no fit yet: {c.min_labels} labels needed (routing uses the shipped prior and its threshold)")
         return 0
-    point = result[1]
+    point = result.point
     print(point.describe())
     print(f"{'threshold':>10} {'remote share':>13} {'agreement':>10}")
     for t, share, agreement in point.curve:
@@ -72,6 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         for x in labels:  # embeddings and labels: never prompt or answer text
             out.write(json.dumps({"embedding": [round(float(v), 6) for v in x.embedding] if x.embedding is not None
                                   else None, "acceptable": x.agrees, "difficulty": x.difficulty,
+                                  "conf_mean": x.conf_mean, "conf_min": x.conf_min,
                                   "source": x.source, "ts": x.ts}) + "\n")
     finally:
         if args.out:
@@ -108,11 +109,15 @@ def cmd_import(args: argparse.Namespace) -> int:
                     vector = encoder.embed(row["prompt"])
                 else:
                     raise ValueError("each line needs 'prompt' (text) or 'embedding' (a list of numbers)")
+                reading = [row.get("conf_mean"), row.get("conf_min")]
+                if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v > 0)
+                       for v in reading):
+                    raise ValueError("'conf_mean' and 'conf_min' are log-probabilities: numbers <= 0")
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"edge: {args.file} line {line_no}: {exc}", file=sys.stderr)
                 return 1
             store._write(Label(source="import", agrees=acceptable, rule="import", embedding=vector,  # noqa: SLF001
-                               difficulty=row.get("difficulty")))
+                               difficulty=row.get("difficulty"), conf_mean=reading[0], conf_min=reading[1]))
             n += 1
     finally:
         store.close()

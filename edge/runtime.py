@@ -273,7 +273,7 @@ class Runtime:
         shadows = self.shadow_samples() if self.shadow_samples is not None else 0
         if t.fitted is None:
             return RouterFitSnapshot(labels=len(t.store), fitted=False, shadow_samples=shadows)
-        p = t.fitted[1]
+        p = t.fitted.point
         return RouterFitSnapshot(labels=len(t.store), fitted=True, threshold=p.threshold,
                                  estimated_agreement=p.estimated_agreement, remote_share=p.remote_share,
                                  target=p.target, shadow_samples=shadows)

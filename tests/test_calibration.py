@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from edge.calibration.fit import fit
 from edge.calibration.store import CalibrationStore, Label
@@ -42,7 +43,9 @@ def test_below_min_labels_the_prior_stays():
 
 
 def test_the_fit_learns_what_the_prior_ranks_backwards():
-    calibrator, point = fit(labels(200), target="quality", value=0.95)
+    result = fit(labels(200), target="quality", value=0.95)
+    assert result is not None and result.head is None  # these labels carry no confidence reading
+    calibrator, point = result.calibrator, result.point
     rng = np.random.default_rng(9)
     hard = [calibrator.score(near(HARD, rng), prior=0.2) for _ in range(50)]
     easy = [calibrator.score(near(EASY, rng), prior=0.8) for _ in range(50)]
@@ -54,7 +57,9 @@ def test_the_fit_learns_what_the_prior_ranks_backwards():
 
 
 def test_a_spend_target_sets_the_remote_share():
-    _, point = fit(labels(200), target="spend", value=0.3)
+    result = fit(labels(200), target="spend", value=0.3)
+    assert result is not None
+    point = result.point
     assert 0.25 <= point.remote_share <= 0.35
 
 
@@ -134,5 +139,87 @@ def test_router_commands_import_show_export_and_reset(tmp_path):
     exported = [json.loads(x) for x in edge("export").stdout.splitlines()]
     assert len(exported) == 60 and len(exported[0]["embedding"]) == 384
     assert not any("prompt" in x or "Prove" in json.dumps(x) for x in exported)  # no text leaves
+    assert exported[0]["conf_mean"] is None  # imported prompts carry no answer, so no reading
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**exported[0], "conf_mean": 0.5}))
+    r = subprocess.run([sys.executable, "-m", "edge", "router", "import", str(bad)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 1 and "line 1: 'conf_mean' and 'conf_min' are log-probabilities" in r.stderr
     assert "labels removed" in edge("reset").stdout
     assert "no labels yet" in edge("status").stdout
+
+
+CONFIDENT, DOUBTFUL = (-0.2, -0.6), (-2.0, -6.0)  # (mean, lowest token) log-probabilities at the gate
+
+
+def gated_labels(n: int, *, informative: bool = True, seed: int = 2) -> list[Label]:
+    """One family of look-alike prompts, the local answer right about half the time: the
+    prompt cannot tell which, the answer's confidence can (when `informative`)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        agrees = i % 2 == 0
+        reading = (CONFIDENT if agrees else DOUBTFUL) if informative else (CONFIDENT, DOUBTFUL)[int(rng.integers(2))]
+        out.append(Label(source="shadow", agrees=agrees, rule="containment", difficulty=0.8,
+                         conf_mean=reading[0] + 0.1 * rng.standard_normal(),
+                         conf_min=reading[1] + 0.3 * rng.standard_normal(), embedding=near(EASY, rng)))
+    return out
+
+
+def test_the_fit_reads_the_answers_confidence_where_it_tells_right_from_wrong():
+    result = fit(gated_labels(120), target="quality", value=0.95)
+    assert result is not None and result.head is not None and result.point.reads_confidence
+    score = result.calibrator.score(near(EASY, np.random.default_rng(4)), prior=0.8)
+    assert 0.3 < score < 0.7  # the neighbours alone cannot tell: half of them were wrong
+    t = result.point.threshold
+    assert result.head.p(score, *CONFIDENT) < t <= result.head.p(score, *DOUBTFUL)
+    # With the answer read, the labels' agreement meets the target with about half sent remote;
+    # on the neighbours' score alone, meeting it means sending nearly everything.
+    assert result.point.estimated_agreement >= 0.95 and result.point.remote_share <= 0.6
+    assert result.before.remote_share >= 0.9
+    assert "with the answer's confidence" in result.point.describe()
+
+
+def test_confidence_that_tells_nothing_is_left_out():
+    result = fit(gated_labels(120, informative=False), target="quality", value=0.95)
+    assert result is not None and result.head is None and not result.point.reads_confidence
+
+
+def test_a_spend_target_holds_its_share_before_the_answer():
+    result = fit(gated_labels(120), target="spend", value=0.3)
+    assert result is not None and result.head is None
+
+
+def test_the_daemon_gates_by_its_fit_keeping_confident_answers_and_escalating_doubtful_ones(tmp_path):
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")
+    for label in gated_labels(120):
+        store.add(label)
+    store.close()
+
+    async def ask(reading: tuple[float, float]):  # type: ignore[no-untyped-def]
+        rest = (4 * reading[0] - reading[1]) / 3  # four tokens, the lowest first: their mean is reading[0]
+        toml = (fake_config(reply="It is blue today.", extra=f"fake_logprob = [{reading[1]}, {rest}]\n",
+                            shadow_rate=1.0)
+                + '[routing]\nstrategy = "smart"\ncascade = true\n' + remote_entries(("cloud", "cloud", "openai")))
+        async with Core(core_settings(tmp_path, toml), providers(("cloud", "openai"), reply=lambda b: "remote"),
+                        load=FixedLoad(), classifier=BackwardsClassifier()) as core:
+            result, _ = await core.ask("What colour is the sky?")
+            await core.engine.close_shadows(wait=True)
+            return result
+
+    confident = asyncio.run(ask(CONFIDENT))
+    # Its shadow's label keeps the gate's reading, and the classifier's own score as the
+    # next fit's prior (not the fit's score, which would feed the fit back into itself).
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")
+    try:
+        new = [x for x in store.labels() if x.source == "shadow" and x.rule != "containment"]
+    finally:
+        store.close()
+    assert len(new) == 1 and new[0].difficulty == 0.8
+    assert (new[0].conf_mean, new[0].conf_min) == (pytest.approx(CONFIDENT[0]), pytest.approx(CONFIDENT[1]))
+    doubtful = asyncio.run(ask(DOUBTFUL))
+    assert confident.tier == Tier.LOCAL and doubtful.tier == Tier.CLOUD
+    kept = next(r.detail for r in confident.trace if r.code == "CASCADE_CONFIDENT")
+    assert "P(the local answer would not do)" in kept and "fit on 120 labels, with the answer's confidence" in kept
+    assert any(a.outcome == "low_confidence" and "P(the local answer would not do)" in a.detail
+               for a in doubtful.attempts)

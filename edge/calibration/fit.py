@@ -1,22 +1,34 @@
 """Fit the router to the deployment's own labels, toward the operator's target.
 
-The score. For a new prompt, its nearest labelled prompts (cosine of MiniLM
-embeddings, the `k` most similar) vote on whether the local answer would not do,
-weighted by similarity; the shipped classifier's score joins as a prior worth
-`prior_weight` votes. So with few labels the prior decides, and as the deployment's
-own traffic accumulates, it takes over, whatever the prior got wrong.
+Before the answer: the neighbours. For a new prompt, its nearest labelled prompts
+(cosine of MiniLM embeddings, the `k` most similar) vote on whether the local answer
+would not do, each weighted by exp((similarity - 1) / tau), so a near-repeat of a
+labelled prompt outweighs a loose likeness; the shipped classifier's score joins as a
+prior worth `prior_weight` votes. With few labels the prior decides; as the
+deployment's own traffic accumulates, it takes over, whatever the prior got wrong.
+k, tau and the prior's weight are chosen per fit by leave-one-out log-loss.
 
-The operating point. Every label is scored leave-one-out; a threshold sends what
-scores at or above it remote. Remote answers count as right (the remote tier is the
-teacher), local ones as right when their label agrees. The operator states one target:
-`quality` (the estimated agreement with the remote tier, e.g. 0.95): the highest
-threshold (the fewest remote) that meets it; or `spend` (the remote share, e.g. 0.30):
-the threshold that sends that share. Below `min_labels` labels the shipped prior and
-its configured threshold stay in force.
+After the first sentence: the head. Labels from cascaded answers also carry the local
+answer's confidence at the gate (mean and lowest token log-probability). A logistic
+head reads P(the local answer would not do) from the neighbours' score (its logit,
+leave-one-out) and those two figures. It is kept only when it predicts the labels
+better than the neighbours alone (5-fold cross-validated log-loss): on a deployment
+where the model's confidence means nothing, the fit does without it.
+
+The operating point. Every label is scored without seeing itself (leave-one-out for
+the neighbours, cross-validated for the head); a threshold sends what scores at or
+above it remote. Remote answers count as right (the remote tier is the teacher), local
+ones as right when their label agrees. The operator states one target: `quality` (the
+estimated agreement with the remote tier, e.g. 0.95): the highest threshold (the
+fewest remote) that meets it; or `spend` (the remote share, e.g. 0.30): the threshold
+that sends that share, on the neighbours' score alone (known before the answer, so the
+share holds however the answers turn out). Below `min_labels` labels the shipped prior
+and its configured threshold stay in force.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,31 +36,34 @@ import numpy as np
 
 from edge.calibration.store import Label
 
-__all__ = ["OperatingPoint", "Calibrator", "fit"]
+__all__ = ["Calibrator", "Fit", "Head", "OperatingPoint", "fit"]
 
 
 @dataclass(frozen=True)
 class OperatingPoint:
-    threshold: float            # calibrated score at or above which requests go remote
+    threshold: float            # score (P of a wrong local answer) at or above which requests go remote
     labels: int                 # how many labels the fit used
-    estimated_agreement: float  # with the remote tier, at this threshold, on the labels (leave-one-out)
+    estimated_agreement: float  # with the remote tier, at this threshold, on the labels (held out)
     remote_share: float         # share of the labelled traffic sent remote at this threshold
     target: str                 # "quality 0.95" or "spend 0.30"
     curve: tuple[tuple[float, float, float], ...] = ()  # (threshold, remote share, agreement), for status
+    reads_confidence: bool = False  # the head (the answer's confidence) is part of the score
 
     def describe(self) -> str:
-        return (f"fit on {self.labels} labels: threshold {self.threshold:.2f}, estimated agreement "
+        how = ", with the answer's confidence" if self.reads_confidence else ""
+        return (f"fit on {self.labels} labels{how}: threshold {self.threshold:.2f}, estimated agreement "
                 f"{self.estimated_agreement:.2f}, remote share {self.remote_share:.2f} ({self.target})")
 
 
 class Calibrator:
     """Scores prompts from labelled neighbours; see the module docstring."""
 
-    def __init__(self, embeddings: np.ndarray, wrong: np.ndarray, *, k: int = 15, prior_weight: float = 2.0) -> None:
+    def __init__(self, embeddings: np.ndarray, wrong: np.ndarray, *, k: int = 15, prior_weight: float = 2.0,
+                 tau: float = 1.0) -> None:
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.embeddings = (embeddings / np.where(norms == 0, 1, norms)).astype(np.float32)
         self.wrong = wrong.astype(np.float32)
-        self.k, self.prior_weight = min(k, len(wrong)), prior_weight
+        self.k, self.prior_weight, self.tau = min(k, len(wrong)), prior_weight, tau
 
     def score(self, vector: np.ndarray, prior: float) -> float:
         """P(the local answer would not do) for a prompt with this embedding and prior score."""
@@ -61,7 +76,8 @@ class Calibrator:
         if k <= 0:
             return prior
         near = np.argpartition(-sims, k - 1)[:k]
-        w = np.clip(sims[near], 0.0, None)
+        w = np.exp((np.minimum(sims[near], 1.0) - 1.0) / self.tau)
+        w[~np.isfinite(sims[near])] = 0.0
         return float((w @ self.wrong[near] + self.prior_weight * prior) / (w.sum() + self.prior_weight))
 
     def leave_one_out(self, priors: np.ndarray, sims: np.ndarray | None = None) -> np.ndarray:
@@ -71,6 +87,94 @@ class Calibrator:
         sims = sims.copy()
         np.fill_diagonal(sims, -np.inf)
         return np.array([self._vote(sims[i], float(priors[i])) for i in range(len(priors))])
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    q = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(q / (1 - q))
+
+
+def _features(scores: np.ndarray, mean: np.ndarray, minimum: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(scores)), _logit(scores), mean, minimum])
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
+    """Weights of an L2-regularised logistic regression (the intercept unpenalised), by
+    Newton's method. A harder prompt never makes a wrong answer less likely: when the
+    score's weight (column 1) comes out negative, it is fitted again without it."""
+    w = _newton(x, y, l2)
+    if w[1] < 0:
+        w = _newton(x * np.array([1.0, 0.0, 1.0, 1.0]), y, l2)
+    return w
+
+
+def _newton(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    w = np.zeros(x.shape[1])
+    penalty = np.diag([0.0] + [l2] * (x.shape[1] - 1))
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        grad = x.T @ (p - y) + penalty @ w
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return w
+
+
+@dataclass(frozen=True)
+class Head:
+    """P(the local answer would not do | the neighbours' score, the answer's confidence at the gate)."""
+
+    weights: tuple[float, float, float, float]  # intercept, logit(score), mean log-prob, lowest log-prob
+    # Readings of a confident and of a doubtful answer (the labels' 90th and 10th
+    # percentiles of (mean, lowest)): what the planner assumes before the answer exists.
+    confident: tuple[float, float]
+    doubtful: tuple[float, float]
+
+    def p(self, score: float, mean: float, minimum: float) -> float:
+        w0, w1, w2, w3 = self.weights
+        z = w0 + w1 * float(_logit(score)) + w2 * mean + w3 * minimum
+        return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def score_where(self, threshold: float, reading: tuple[float, float]) -> float:
+        """The neighbours' score at which an answer with this (mean, lowest) reading reaches `threshold`."""
+        w0, w1, w2, w3 = self.weights
+        rest = float(_logit(threshold)) - w0 - w2 * reading[0] - w3 * reading[1]
+        if w1 <= 0:  # the score does not matter here: the reading alone decides, for every score
+            return 0.0 if rest <= 0 else 1.01
+        z = rest / w1
+        return float(1 / (1 + math.exp(-max(-50.0, min(50.0, z)))))
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    q = np.clip(p, 1e-3, 1 - 1e-3)
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+
+_HEAD_MIN_LABELS = 30  # labels with a confidence reading, and at least 5 of each verdict
+_FOLDS = 5
+
+
+def _head(scores: np.ndarray, mean: np.ndarray, minimum: np.ndarray, wrong: np.ndarray
+          ) -> tuple[Head, np.ndarray] | None:
+    """The head and its cross-validated predictions, or None when it does not beat the
+    neighbours' held-out score alone (or has too little to go on, or reads the score backwards)."""
+    n = len(wrong)
+    if n < _HEAD_MIN_LABELS or min(wrong.sum(), n - wrong.sum()) < 5:
+        return None
+    x = _features(scores, mean, minimum)
+    held_out = np.empty(n)
+    folds = np.arange(n) % _FOLDS  # labels are in time order: each fold spans the whole window
+    for f in range(_FOLDS):
+        w = _logistic(x[folds != f], wrong[folds != f])
+        held_out[folds == f] = 1 / (1 + np.exp(-(x[folds == f] @ w)))
+    w = _logistic(x, wrong)
+    if _log_loss(held_out, wrong) >= _log_loss(scores, wrong):
+        return None
+    confident = (float(np.quantile(mean, 0.9)), float(np.quantile(minimum, 0.9)))
+    doubtful = (float(np.quantile(mean, 0.1)), float(np.quantile(minimum, 0.1)))
+    return Head(tuple(float(v) for v in w), confident, doubtful), held_out  # type: ignore[arg-type]
 
 
 def _point(scores: np.ndarray, wrong: np.ndarray, target: str, value: float) -> tuple[float, float, float, list]:
@@ -90,29 +194,33 @@ def _point(scores: np.ndarray, wrong: np.ndarray, target: str, value: float) -> 
     return t, agreement, share, curve
 
 
-# Neighbours and the prior's weight are chosen per fit, on the labels alone (leave-one-out
-# log-loss): a deployment whose prior is good leans on it, one whose prior is wrong does not.
-_K = (5, 10, 20, 40)
-_PRIOR_WEIGHTS = (0.25, 1.0, 4.0)
+# Chosen per fit, on the labels alone (leave-one-out log-loss): a deployment whose prior
+# is good leans on it, one whose prior is wrong does not; one whose prompts repeat
+# nearly word for word trusts its nearest neighbours most.
+_K = (3, 5, 10, 20, 40)
+_PRIOR_WEIGHTS = (0.1, 0.5, 2.0)
+_TAUS = (0.03, 0.1, 1.0)
 
 
 def _select(emb: np.ndarray, wrong: np.ndarray, priors: np.ndarray) -> tuple[Calibrator, np.ndarray]:
-    """The (k, prior weight) with the lowest leave-one-out log-loss, and its LOO scores."""
-    candidates = [Calibrator(emb, wrong, k=k, prior_weight=w) for k in _K for w in _PRIOR_WEIGHTS]
+    """The (k, prior weight, tau) with the lowest leave-one-out log-loss, and its LOO scores."""
+    candidates = [Calibrator(emb, wrong, k=k, prior_weight=w, tau=t) for k in _K for w in _PRIOR_WEIGHTS for t in _TAUS]
     sims = candidates[0].embeddings @ candidates[0].embeddings.T  # the same for every candidate
-
-    def loss(scores: np.ndarray) -> float:
-        p = np.clip(scores, 1e-3, 1 - 1e-3)
-        return float(-np.mean(wrong * np.log(p) + (1 - wrong) * np.log(1 - p)))
-
     scored = [(c, c.leave_one_out(priors, sims)) for c in candidates]
-    return min(scored, key=lambda cs: loss(cs[1]))
+    return min(scored, key=lambda cs: _log_loss(cs[1], wrong))
+
+
+@dataclass(frozen=True)
+class Fit:
+    calibrator: Calibrator
+    head: Head | None       # None: the answer's confidence does not help here (or a spend target)
+    point: OperatingPoint   # in the head's terms when there is a head, else the neighbours'
+    before: OperatingPoint  # on the neighbours' score alone: for requests no gate will judge
 
 
 def fit(labels: Sequence[Label], *, target: str = "quality", value: float = 0.95, min_labels: int = 50,
-        default_prior: float = 0.5) -> tuple[Calibrator, OperatingPoint] | None:
-    """The calibrator and its operating point from `labels` (those with an embedding);
-    None below `min_labels`."""
+        default_prior: float = 0.5) -> Fit | None:
+    """The fit and its operating points from `labels` (those with an embedding); None below `min_labels`."""
     usable = [x for x in labels if x.embedding is not None]
     if len(usable) < min_labels:
         return None
@@ -120,8 +228,26 @@ def fit(labels: Sequence[Label], *, target: str = "quality", value: float = 0.95
     wrong = np.array([0.0 if x.agrees else 1.0 for x in usable])
     priors = np.array([default_prior if x.difficulty is None else x.difficulty for x in usable])
     calibrator, scores = _select(emb, wrong, priors)
+    before = _operating_point(scores, wrong, target, value)
+    read = np.array([x.conf_mean is not None and x.conf_min is not None for x in usable])
+    head = None
+    if target == "quality" and read.any():
+        mean = np.array([x.conf_mean for x in usable], dtype=object)[read].astype(float)
+        minimum = np.array([x.conf_min for x in usable], dtype=object)[read].astype(float)
+        found = _head(scores[read], mean, minimum, wrong[read])
+        if found is not None:
+            head, held_out = found
+            final = scores.copy()
+            final[read] = held_out  # both are P(wrong); labels without a reading keep the neighbours'
+            point = _operating_point(final, wrong, target, value, reads_confidence=True)
+            return Fit(calibrator, head, point, before)
+    return Fit(calibrator, head, before, before)
+
+
+def _operating_point(scores: np.ndarray, wrong: np.ndarray, target: str, value: float, *,
+                     reads_confidence: bool = False) -> OperatingPoint:
     t, agreement, share, curve = _point(scores, wrong, target, value)
     step = max(1, len(curve) // 20)
-    point = OperatingPoint(threshold=t, labels=len(usable), estimated_agreement=agreement, remote_share=share,
-                           target=f"{target} {value:g}", curve=tuple(curve[::step]))
-    return calibrator, point
+    return OperatingPoint(threshold=t, labels=len(scores), estimated_agreement=agreement, remote_share=share,
+                          target=f"{target} {value:g}", curve=tuple(curve[::step]),
+                          reads_confidence=reads_confidence)

@@ -27,6 +27,7 @@ from edge.types import Notice, Tier
 if TYPE_CHECKING:
     from edge.calibration.teacher import Teacher
     from edge.config import Settings
+    from edge.confidence import Confidence
     from edge.cost_gate import CostGate
     from edge.pipeline.planning import Plan
     from edge.pipeline.recording import Recorder
@@ -58,11 +59,12 @@ class Shadow:
             self.dropped_total += 1
             return
         self.started_total += 1
-        task = asyncio.create_task(self._run(plan, remotes, result.text))
+        confidence = served.verdict.confidence if served.verdict is not None else None
+        task = asyncio.create_task(self._run(plan, remotes, result.text, confidence))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, plan: Plan, remotes: list, local_text: str) -> None:
+    async def _run(self, plan: Plan, remotes: list, local_text: str, confidence: Confidence | None) -> None:
         generation = replace(plan.request.generation, stream=False, deadline=time.monotonic() + 120,
                              request_id=plan.request.request_id + ":shadow")
         outbound = plan.redaction.outbound if plan.redaction is not None else None
@@ -91,7 +93,7 @@ class Shadow:
             request_id=generation.request_id, ts=time.time(), tier=str(cand.tier), backend=cand.name, model=cand.model,
             prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, cost_usd=cost,
             latency_ms=(time.monotonic() - started) * 1000, outcome="ok", reasons=["SHADOW"]))
-        self.teacher.observe_pair(plan, local_text, remote_text, source="shadow")
+        self.teacher.observe_pair(plan, local_text, remote_text, source="shadow", confidence=confidence)
 
     async def close(self) -> None:
         """Cancel the shadows in flight."""

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from edge.calibration.agreement import agree
-from edge.calibration.fit import Calibrator, OperatingPoint, fit
+from edge.calibration.fit import Fit, fit
 from edge.calibration.store import CalibrationStore, Label
 from edge.config import CalibrationSettings
 
@@ -37,8 +37,8 @@ class Teacher:
         embedding); `keep_text`: store prompt and answers too (settings.log_content)."""
         self.store, self.encoder, self.keep_text = store, encoder, keep_text
         self.settings = settings or CalibrationSettings()
-        # (Calibrator, OperatingPoint) once min_labels labels exist; swapped whole, read by the planner.
-        self.fitted: tuple[Calibrator, OperatingPoint] | None = None
+        # The fit once min_labels labels exist; swapped whole, read by the planner.
+        self.fitted: Fit | None = None
         self._since_fit = 0
         # The fit's scores of recent requests: a spend target is held as their quantile,
         # so the share sent remote follows the traffic as it is, not as the labels were.
@@ -59,7 +59,7 @@ class Teacher:
         self._since_fit = 0
         if result is not None:
             self.fitted = result
-            log.info("router fitted to this deployment", extra={"fit": result[1].describe()})
+            log.info("router fitted to this deployment", extra={"fit": result.point.describe()})
 
     def observe(self, plan: Plan, served: Served, remote_text: str) -> None:
         """Label an escalated cascade answer (the abandoned local text against the remote one)."""
@@ -72,7 +72,7 @@ class Teacher:
         """Label one (local answer, remote answer) pair for `plan`'s request, on the store's thread."""
         prompt = next((m.content for m in reversed(plan.request.generation.messages) if m.role == "user"), "")
         vector = plan.lookup.vector
-        conf, difficulty = confidence, plan.difficulty
+        conf, prior = confidence, plan.prior  # the shipped classifier's score: the next fit's prior
 
         def label() -> None:
             embed = self.encoder.embed if self.encoder is not None else None
@@ -81,7 +81,7 @@ class Teacher:
                 return  # the rule cannot tell: no label is better than a guess
             embedding = vector if vector is not None else (embed(prompt) if embed is not None else None)
             self._store_and_maybe_refit(Label(
-                source=source, agrees=verdict.agrees, rule=verdict.rule, difficulty=difficulty,
+                source=source, agrees=verdict.agrees, rule=verdict.rule, difficulty=prior,
                 conf_mean=conf.mean if conf else None, conf_min=conf.minimum if conf else None,
                 tokens=conf.tokens if conf else None, embedding=embedding, ts=time.time(),
                 prompt=prompt if self.keep_text else None, local_text=local if self.keep_text else None,

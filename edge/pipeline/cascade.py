@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge.backends.base import Chunk
 from edge.config import RoutingSettings
 from edge.confidence import Confidence, GatePoint, is_confident
 from edge.pipeline.candidates import Candidate
 
-__all__ = ["CascadeGate", "Verdict"]
+if TYPE_CHECKING:
+    from edge.calibration.fit import Head
+
+__all__ = ["CascadeGate", "FittedLimits", "Limits", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -33,18 +37,51 @@ class Verdict:
         return not self.escalate and not self.kept and bool(self.why)
 
 
+class Limits:
+    """The configured limits: confident when the mean and the lowest token log-probability
+    are at or above routing.cascade_min_mean_logprob and cascade_min_token_logprob."""
+
+    def __init__(self, routing: RoutingSettings) -> None:
+        self._r = routing
+
+    def judge(self, conf: Confidence) -> tuple[bool, str]:
+        r = self._r
+        return (is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob),
+                f"mean log-prob {conf.mean:.2f} (min {r.cascade_min_mean_logprob}), lowest token "
+                f"{conf.minimum:.2f} (min {r.cascade_min_token_logprob})")
+
+
+class FittedLimits:
+    """The router's fit on this deployment's labels (edge.calibration.fit.Head): confident
+    when P(the local answer would not do), read from the prompt's difficulty score and
+    the answer's log-probabilities, is below the operating point's threshold."""
+
+    def __init__(self, head: Head, difficulty: float, threshold: float, source: str) -> None:
+        self.head, self.difficulty, self.threshold, self.source = head, difficulty, threshold, source
+
+    def judge(self, conf: Confidence) -> tuple[bool, str]:
+        p = self.head.p(self.difficulty, conf.mean, conf.minimum)
+        sign = "<" if p < self.threshold else ">="
+        return (conf.tokens > 0 and p < self.threshold,
+                f"P(the local answer would not do) {p:.2f} {sign} {self.threshold:.2f} from difficulty "
+                f"{self.difficulty:.2f}, mean log-prob {conf.mean:.2f} and lowest token {conf.minimum:.2f}"
+                f"{self.source}")
+
+
 class CascadeGate:
-    """Judges the first candidate of a cascade chain (the local model).
+    """Judges the first candidate of a cascade chain (the local model) by `limits`
+    (the configured Limits unless the router's fit reads the answer's confidence).
 
     Escalating needs somewhere to go: when no remote candidate in the chain can be
     reached (breakers open, out of rotation) and no close cached answer waits at the
     end of it, an unconfident answer is kept, and the verdict says so.
     """
 
-    def __init__(self, routing: RoutingSettings, chain: Sequence[Candidate], *, cached_fallback: bool) -> None:
-        self._r = routing
+    def __init__(self, routing: RoutingSettings, chain: Sequence[Candidate], *, cached_fallback: bool,
+                 limits: Limits | FittedLimits | None = None) -> None:
         self._chain = chain
         self._cached_fallback = cached_fallback
+        self._limits = limits or Limits(routing)
         self._point = GatePoint(routing.cascade_holdback_tokens, first_sentence=routing.cascade_first_sentence)
 
     def judge(self, chunk: Chunk) -> Verdict | None:
@@ -53,13 +90,12 @@ class CascadeGate:
             return None
         if chunk.logprob_mean is None or chunk.logprob_min is None:
             return Verdict(escalate=False, why="")  # nothing to judge (an empty answer): keep it
-        r = self._r
         conf = Confidence(chunk.logprob_mean, chunk.logprob_min, chunk.completion_tokens)
         judged = self._point.judged
         judged = judged if judged.endswith(" tokens") else f"{judged} ({conf.tokens} tokens)"
-        figures = (f"mean log-prob {conf.mean:.2f} (min {r.cascade_min_mean_logprob}), lowest token "
-                   f"{conf.minimum:.2f} (min {r.cascade_min_token_logprob}) over {judged}")
-        if is_confident(conf, min_mean=r.cascade_min_mean_logprob, min_token=r.cascade_min_token_logprob):
+        confident, figures = self._limits.judge(conf)
+        figures = f"{figures} over {judged}"
+        if confident:
             return Verdict(escalate=False, why=f"the local model was confident: {figures}", confidence=conf)
         why = f"not confident: {figures}"
         if self._escalation_possible():

@@ -17,7 +17,7 @@ from edge.config import Settings
 from edge.cost_gate import CostGate
 from edge.errors import ModelError
 from edge.pipeline.candidates import Candidate, RemoteState
-from edge.pipeline.cascade import CascadeGate
+from edge.pipeline.cascade import CascadeGate, FittedLimits
 from edge.privacy import Redactor, StreamRestorer, describe_kinds, find_pii_in
 from edge.router import Signals, Thresholds, decide, weigh
 from edge.router.classifier import last_user_message
@@ -60,7 +60,8 @@ class Plan:
     skipped: list[Attempt] = field(default_factory=list)  # ruled out by the cost gate, with why
     gate: CascadeGate | None = None
     redaction: Redaction | None = None
-    difficulty: float | None = None    # the classifier's score, when it was asked
+    difficulty: float | None = None    # the score the policy weighed (the fit's, once there is one)
+    prior: float | None = None         # the shipped classifier's own score: what labels keep as the prior
 
 
 class Planner:
@@ -83,11 +84,19 @@ class Planner:
         self.teacher: Teacher | None = None  # its fit, once it has one, scores difficulty
 
     def _thresholds_now(self) -> Thresholds:
-        """The configured thresholds, or the fit's operating point once there is one."""
+        """The configured thresholds, or the fit's once there is one. A fit whose head reads
+        the answer's confidence sends remote at once only what even a confident answer
+        would not save, keeps ungated only what even a doubtful one would, and leaves
+        the rest to the cascade gate, which judges by the head (_arm_cascade)."""
         fitted = self.teacher.fitted if self.teacher is not None else None
         if fitted is None:
             return self.thresholds
-        point = fitted[1]
+        head, point = fitted.head, fitted.point
+        if head is not None and self.thresholds.cascade:
+            return replace(self.thresholds, difficulty=head.score_where(point.threshold, head.confident),
+                           cascade_band=head.score_where(point.threshold, head.doubtful),
+                           source=f" ({point.describe()})")
+        point = fitted.before
         threshold = self.teacher.spend_threshold() if self.teacher is not None else None
         threshold = point.threshold if threshold is None else threshold
         return replace(self.thresholds, difficulty=threshold,
@@ -141,14 +150,15 @@ class Planner:
                           chain=tuple(routing.chain), offline=routing.offline, local_only=routing.local_only,
                           sensitive=describe_kinds(pii) if keep_local else "")
         chain, skipped = await self.cost_gate.check(req, self._chain(decision))
-        difficulty = None
+        difficulty = prior = None
         if routing.strategy == "smart" and decision.open_choice:
-            signals = await self._signals(req, decision, any(c.remote for c in chain), lookup)
+            scored = await self._difficulty(req, lookup)
+            difficulty, prior = scored if scored is not None else (None, None)
+            signals = await self._signals(req, decision, any(c.remote for c in chain), difficulty)
             decision = weigh(decision, signals, self._thresholds_now())
             order = {t: i for i, t in enumerate(decision.tiers)}
             chain.sort(key=lambda c: order[c.tier])  # stable within a tier
-            difficulty = signals.difficulty
-        return Plan(req, lookup, pii, decision, chain, skipped, difficulty=difficulty)
+        return Plan(req, lookup, pii, decision, chain, skipped, difficulty=difficulty, prior=prior)
 
     def _chain(self, decision: Decision) -> list[Candidate]:
         chain: list[Candidate] = []
@@ -163,7 +173,8 @@ class Planner:
             chain.extend(Candidate(st.backend.name, st.tier, st.backend, st.backend.model, st) for st in states)
         return chain
 
-    async def _signals(self, req: Request, decision: Decision, remote_affordable: bool, lookup: Lookup) -> Signals:
+    async def _signals(self, req: Request, decision: Decision, remote_affordable: bool,
+                       difficulty: float | None) -> Signals:
         """Measure what the policy weighs: predicted latencies, load, difficulty."""
         gen = req.generation
         queue = self.local[decision.model].queue
@@ -180,11 +191,12 @@ class Planner:
             local_tps_profiled=estimate.profiled_gen_tps if self.load is not None else None,
             memory_percent=load.memory_percent, battery_percent=load.battery_percent,
             on_battery=load.on_battery, thermal_throttled=load.thermal_throttled,
-            difficulty=await self._difficulty(req, lookup))
+            difficulty=difficulty)
 
-    async def _difficulty(self, req: Request, lookup: Lookup) -> float | None:
-        """The classifier's score, or once the router has a fit on this deployment's own
-        labels, the fit's score with the classifier as its prior (edge.calibration.fit).
+    async def _difficulty(self, req: Request, lookup: Lookup) -> tuple[float, float] | None:
+        """(score, prior): the classifier's score twice, or once the router has a fit on this
+        deployment's own labels, the fit's score with the classifier's as its prior
+        (edge.calibration.fit).
         Reuses the cache lookup's embedding of the prompt when both share the encoder.
         None (the step is skipped) when there is no classifier or it fails at run time,
         exactly as when it failed to load."""
@@ -199,14 +211,15 @@ class Planner:
             elif fitted is not None:
                 vector, tokens = await asyncio.to_thread(clf.encoder.embed_with_count, last_user_message(messages))
             else:
-                return await asyncio.to_thread(clf.score, messages)
+                prior = await asyncio.to_thread(clf.score, messages)
+                return prior, prior
             prior = clf.score_embedding(last_user_message(messages), vector, tokens)
             if fitted is None:
-                return prior
-            score = fitted[0].score(vector, prior)
+                return prior, prior
+            score = fitted.calibrator.score(vector, prior)
             if self.teacher is not None:
                 self.teacher.recent_scores.append(score)
-            return score
+            return score, prior
         except ModelError as exc:
             log.warning("difficulty classifier failed; the difficulty step is skipped",
                         extra={"request_id": req.request_id, "error": str(exc)})
@@ -222,8 +235,16 @@ class Planner:
         fallback = plan.lookup.fallback
         if fallback is not None:
             chain.append(Candidate("cache", Tier.LOCAL, CachedBackend(fallback), fallback.model))
-        plan.gate = CascadeGate(self.settings.routing, chain, cached_fallback=fallback is not None)
+        plan.gate = CascadeGate(self.settings.routing, chain, cached_fallback=fallback is not None,
+                                limits=self._fitted_limits(plan))
         chain.append(chain[0])
+
+    def _fitted_limits(self, plan: Plan) -> FittedLimits | None:
+        """The head of the router's fit, when it has one and scored this request."""
+        fitted = self.teacher.fitted if self.teacher is not None else None
+        if fitted is None or fitted.head is None or plan.difficulty is None or plan.prior is None:
+            return None
+        return FittedLimits(fitted.head, plan.difficulty, fitted.point.threshold, f" ({fitted.point.describe()})")
 
     def _redaction(self) -> Redaction:
         redactor = Redactor(self.settings.privacy.pii_kinds)
