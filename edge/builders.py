@@ -71,7 +71,9 @@ def build_remote(entry: RemoteEntry, tier: Tier, settings: Settings, *,
     timeouts = Timeouts(connect_s=entry.connect_timeout_s, first_byte_s=entry.first_byte_timeout_s,
                         idle_s=entry.idle_timeout_s, total_s=entry.total_timeout_s)
     backend = cls(entry.name, base_url=entry.base_url or None, model=entry.model, api_key=api_key, timeouts=timeouts,
-                  transport=transport)
+                  transport=transport, continuation=entry.continuation, api_version=entry.api_version,
+                  thinking_budget=entry.thinking_budget, official={"auto": None, "official": True,
+                                                                   "compatible": False}[entry.api])
     breaker = CircuitBreaker(settings.resilience, clock) if clock is not None else CircuitBreaker(settings.resilience)
     state = RemoteState(backend, tier, breaker, stream_upstream=entry.stream_upstream)
     if entry.api_key_env and not api_key:

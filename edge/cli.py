@@ -191,6 +191,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             note = b.out_of_rotation or (f"next probe in {b.retry_in_s:.1f}s" if b.breaker == "open" else "")
             print(f"{b.name:20} {tier:7} {b.kind:10} {b.breaker:10} {b.consecutive_failures:>5} {b.outstanding:>4} "
                   f"{b.requests_total:>6} {b.failures_total:>6}  {note}")
+            if b.capabilities:
+                print(f"{'':20} {b.model}: {b.capabilities}")
     return 0
 
 

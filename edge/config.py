@@ -128,6 +128,10 @@ class RemoteEntry(_Section):
     idle_timeout_s: float = Field(10.0, gt=0, le=3600, description="Longest gap between two stream events")
     total_timeout_s: float = Field(120.0, gt=0, le=86_400, description="Bound on one attempt; never more than the caller's remaining deadline")
     stream_upstream: bool = Field(True, description="Use the provider's streaming API for unary requests too, so first-byte and idle limits watch the generation")
+    api: Literal["auto", "official", "compatible"] = Field("auto", description="Whose rules apply here (edge status shows them): 'official' (the provider's own API, e.g. behind a proxy: its limits on stop sequences and sampling, no prefill), 'compatible' (a server that speaks the protocol: vLLM, llama.cpp, Ollama); 'auto' = official at the provider's public address")
+    continuation: Literal["auto", "prefill", "instruction"] = Field("auto", description="How a partial answer (a stream that broke elsewhere) is continued here: 'prefill' (a final assistant turn the model extends), 'instruction' (the text so far and a request to continue it; repeats are trimmed), 'auto' (prefill on OpenAI-compatible servers, instruction on OpenAI, Anthropic and Gemini)")
+    api_version: str = Field("", description="Anthropic: the anthropic-version to send; empty = 2026-10-21 (what anthropic 2.14.0 sends; key as Authorization: Bearer). '2023-06-01' sends the key as x-api-key and allows temperature")
+    thinking_budget: int | None = Field(None, ge=0, le=100_000, description="Gemini thinking models: tokens they may think; empty = 0 where the model can turn thinking off, else its minimum (maxOutputTokens is raised by the budget)")
 
     @field_validator("name")
     @classmethod
@@ -179,6 +183,7 @@ class ResilienceSettings(_Section):
     breaker_cooldown_max_s: float = Field(120.0, gt=0, le=86_400, description="Cap on the cooldown, which doubles for repeat offenders")
     probe_interval_s: float = Field(5.0, gt=0, le=86_400, description="While a backend is down, probe it this often")
     fallback_reserve_s: float = Field(2.0, ge=0, le=3600, description="Deadline share kept back from remote attempts so the local model can still answer (at most half of what is left)")
+    on_content_filter: Literal["return", "fallback"] = Field("return", description="A remote answer its provider blocked (finish reason content_filter): 'return' it as it is, marked content_filter; 'fallback' to the next backend in the chain (the local model last), which continues from any text already sent")
 
 
 class SecuritySettings(_Section):

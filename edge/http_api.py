@@ -142,7 +142,7 @@ def to_draft(body: ChatRequest, headers: Any, request_id: str) -> Draft:
 # -- the response ----------------------------------------------------------------------------
 
 def _finish(reason: str) -> str:
-    return reason if reason in ("stop", "length") else "stop"
+    return reason if reason in ("stop", "length", "content_filter") else "stop"
 
 
 def edge_extension(r: Result) -> dict[str, Any]:

@@ -299,7 +299,12 @@ def _backend_snapshot(name: str, st: RemoteState) -> BackendSnapshot:
         name=name, tier=st.tier, kind=st.backend.kind, model=st.backend.model, breaker=b.state,
         consecutive_failures=b.consecutive_failures, breaker_opened_total=b.opened_total, retry_in_s=b.retry_in(),
         outstanding=st.outstanding, requests_total=st.requests_total, failures_total=st.failures_total,
-        out_of_rotation=st.out_of_rotation)
+        out_of_rotation=st.out_of_rotation, capabilities=_capabilities(st.backend))
+
+
+def _capabilities(backend: object) -> str:
+    caps = getattr(backend, "caps", None)  # remote HTTP backends have them; test doubles may not
+    return caps.describe() if caps is not None else ""
 
 
 async def _every(seconds: float, work: Callable[[], None]) -> None:

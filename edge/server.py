@@ -173,7 +173,8 @@ def _backends(snap: Snapshot) -> list[pb.BackendStatus]:
         name=b.name, tier=_TIERS[b.tier], kind=b.kind, model=b.model, breaker=b.breaker,
         consecutive_failures=b.consecutive_failures, breaker_opened_total=b.breaker_opened_total,
         retry_in_s=b.retry_in_s, outstanding=b.outstanding, requests_total=b.requests_total,
-        failures_total=b.failures_total, out_of_rotation=b.out_of_rotation) for b in snap.backends]
+        failures_total=b.failures_total, out_of_rotation=b.out_of_rotation, capabilities=b.capabilities)
+        for b in snap.backends]
 
 
 def _router(snap: Snapshot) -> pb.RouterFit | None:

@@ -50,6 +50,7 @@ class BackendSnapshot:
     requests_total: int
     failures_total: int
     out_of_rotation: str
+    capabilities: str = ""       # edge.backends.capabilities, one line
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class Outcome(enum.StrEnum):
     OVER_COST_CEILING = "over_cost_ceiling"
     QUEUE_FULL = "queue_full"                # the local model was chosen first but is busy
     LOW_CONFIDENCE = "low_confidence"        # the cascade judged the local answer and escalated
+    CONTENT_FILTER = "content_filter"        # the provider blocked the answer; the next backend answered
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ def _check_messages(messages: Sequence[tuple[str, str]], limits: LimitsSettings)
         raise InvalidArgument("messages", "all message content is empty; there is nothing to answer")
     if not any(m.role == "user" for m in out):
         raise InvalidArgument("messages", "must contain at least one message with role 'user'")
+    if not any(m.role == "user" and m.content.strip() for m in out):
+        # Anthropic and Gemini refuse a request whose user turns hold no text.
+        raise InvalidArgument("messages", "every user message is empty or whitespace; there is nothing to answer")
     return tuple(out)
 
 

@@ -23,7 +23,7 @@ from edge.backends.anthropic import AnthropicBackend
 from edge.backends.base import Chunk, GenerationRequest, Message, SamplingParams, Timeouts
 from edge.backends.gemini import GeminiBackend
 from edge.backends.openai import OpenAIBackend
-from edge.backends.remote import RemoteBackend, SSEEvent, SSEParser, parse_retry_after
+from edge.backends.remote import CONTINUE_INSTRUCTION, RemoteBackend, SSEEvent, SSEParser, parse_retry_after
 from edge.errors import BackendMisconfigured, BackendRejectedRequest, RetryableBackendError
 
 KEY = "sk-SECRET-key-7f3a9c1e5b"
@@ -127,7 +127,7 @@ PROVIDERS = {
                                "invalid_request_error", "param": "temperature", "code": "invalid_value"}},
         reason="Invalid value for 'temperature': must be <= 2."),
     "anthropic": Provider(
-        AnthropicBackend, AN_UNARY, AN_EVENTS, cut_at=8, key_header="x-api-key",
+        AnthropicBackend, AN_UNARY, AN_EVENTS, cut_at=8, key_header="authorization",
         bad_request={"type": "error", "error": {"type": "invalid_request_error",
                                                 "message": "messages: roles must alternate"}},
         reason="messages: roles must alternate"),
@@ -434,13 +434,15 @@ def test_gemini_blocked_prompt_is_rejected() -> None:
     assert "SAFETY" in str(exc)
 
 
-@pytest.mark.parametrize("reason,finish", [("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "stop")])
+@pytest.mark.parametrize("reason,finish", [("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
+                                           ("PROHIBITED_CONTENT", "content_filter"), ("OTHER", "stop")])
 def test_gemini_finish_reasons(reason: str, finish: str) -> None:
     body = {**GE_UNARY, "candidates": [{**GE_UNARY["candidates"][0], "finishReason": reason}]}
     assert collect(make("gemini", reply(body=body)), req(stream=False))[-1].finish_reason == finish
 
 
-@pytest.mark.parametrize("reason,finish", [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length")])
+@pytest.mark.parametrize("reason,finish", [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
+                                           ("model_context_window_exceeded", "length"), ("refusal", "content_filter")])
 def test_anthropic_stop_reasons(reason: str, finish: str) -> None:
     assert collect(make("anthropic", reply(body={**AN_UNARY, "stop_reason": reason})),
                    req(stream=False))[-1].finish_reason == finish
@@ -488,14 +490,27 @@ def test_anthropic_request_wire() -> None:
     collect(make("anthropic", mock, headers={"anthropic-beta": "x"}), req(params=PARAMS, messages=messages))
     sent = mock.seen[0]
     assert str(sent.url) == "https://api.anthropic.com/v1/messages"
-    assert sent.headers["x-api-key"] == KEY and sent.headers["anthropic-version"] == "2023-06-01"
+    # What anthropic 2.14.0 sends: its API version, the key as a bearer token, and no
+    # sampling parameters (the version's Messages API takes none).
+    assert sent.headers["authorization"] == f"Bearer {KEY}" and sent.headers["anthropic-version"] == "2026-10-21"
     assert sent.headers["content-type"] == "application/json" and sent.headers["anthropic-beta"] == "x"
-    assert "authorization" not in sent.headers
+    assert "x-api-key" not in sent.headers
     assert mock.body == {
-        "model": "test-model", "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop_sequences": ["END", "\n\n"],
+        "model": "test-model", "max_tokens": 50, "stop_sequences": ["END", "\n\n"],
         "stream": True, "system": "Be brief.\n\nUse English.",
         "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                      {"role": "user", "content": "Greet the world"}]}
+
+
+@pytest.mark.parametrize("temperature,top_p,sent", [(0.2, 0.9, {"temperature": 0.2}), (1.7, None, {"temperature": 1.0}),
+                                                    (None, 0.9, {"top_p": 0.9})])
+def test_anthropic_legacy_version_takes_one_sampling_parameter_within_its_range(temperature, top_p, sent) -> None:
+    mock = sse_reply(PROVIDERS["anthropic"].stream())
+    params = SamplingParams(max_tokens=50, temperature=temperature, top_p=top_p)
+    collect(make("anthropic", mock, api_version="2023-06-01"), req(params=params))
+    assert mock.seen[0].headers["x-api-key"] == KEY and "authorization" not in mock.seen[0].headers
+    assert mock.seen[0].headers["anthropic-version"] == "2023-06-01"
+    assert {k: mock.body[k] for k in ("temperature", "top_p") if k in mock.body} == sent
 
 
 def test_gemini_request_wire() -> None:
@@ -508,7 +523,7 @@ def test_gemini_request_wire() -> None:
     assert mock.body == {
         "contents": [{"role": "user", "parts": [{"text": "Hi"}]}, {"role": "model", "parts": [{"text": "Hello!"}]},
                      {"role": "user", "parts": [{"text": "Greet the world"}]}],
-        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "systemInstruction": {"parts": [{"text": "Be brief."}], "role": "user"},
         "generationConfig": {"maxOutputTokens": 50, "temperature": 0.2, "topP": 0.9,
                              "stopSequences": ["END", "\n\n"], "seed": 42}}
 
@@ -522,32 +537,47 @@ def test_gemini_unary_url() -> None:
 
 # -- continuing a partial answer ----------------------------------------------------------
 
-def test_openai_assistant_prefix_is_a_final_assistant_message() -> None:
+def test_a_compatible_server_continues_a_final_assistant_message() -> None:
     mock = sse_reply(PROVIDERS["openai"].stream())
-    chunks = collect(make("openai", mock), req(assistant_prefix="Hello wo"))
+    chunks = collect(make("openai", mock, base_url="http://vllm.lan/v1"), req(assistant_prefix="Hello wo"))
     assert mock.body["messages"][-1] == {"role": "assistant", "content": "Hello wo"}
     assert "".join(c.text for c in chunks) == "Hello wörld"
 
 
-def test_gemini_assistant_prefix_is_a_final_model_turn() -> None:
-    mock = reply(body=GE_UNARY)
-    chunks = collect(make("gemini", mock), req(stream=False, assistant_prefix="Hello wo"))
-    assert mock.body["contents"][-1] == {"role": "model", "parts": [{"text": "Hello wo"}]}
-    assert mock.body["contents"][-2]["role"] == "user"
-    assert chunks[0].text == "Hello there."
+@pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
+def test_the_providers_own_apis_are_asked_to_continue_by_instruction(name: str) -> None:
+    """OpenAI starts a new reply after a final assistant message, Anthropic models without
+    prefill refuse one, Gemini answers a final model turn afresh: each is given the text so
+    far as the assistant's turn and asked to continue it."""
+    mock = sse_reply(PROVIDERS[name].stream())
+    collect(make(name, mock, model="gemini-2.0-flash" if name == "gemini" else "test-model"),
+            req(assistant_prefix="Hello wo"))
+    turns = mock.body["contents"] if name == "gemini" else mock.body["messages"]
+    text = [t["parts"][0]["text"] if name == "gemini" else t["content"] for t in turns[-2:]]
+    roles = [t["role"] for t in turns[-2:]]
+    assert roles == ["model" if name == "gemini" else "assistant", "user"]
+    assert text == ["Hello wo", CONTINUE_INSTRUCTION]
 
 
-def test_anthropic_assistant_prefix_is_a_final_assistant_turn() -> None:
-    mock = sse_reply(PROVIDERS["anthropic"].stream())
-    chunks = collect(make("anthropic", mock), req(assistant_prefix="Well,"))
-    assert mock.body["messages"][-1] == {"role": "assistant", "content": "Well,"}
-    assert [c.text for c in chunks[:-1]] == ["Hel", "lo", " wörld"]  # only the new text
+@pytest.mark.parametrize("answer,client_sees", [
+    (" Paris, on the Seine.", " Paris, on the Seine."),          # continued where it stopped
+    ("is Paris, on the Seine.", " Paris, on the Seine."),        # repeated the last word
+    ("France is Paris, on the Seine.", " Paris, on the Seine."),  # repeated the last words
+    ("The capital of France is Paris, on the Seine.", " Paris, on the Seine."),  # restarted the answer
+    ("island of Paris", "island of Paris"),  # "is" here starts a new word: not a repeat
+    ("Goodbye.", "Goodbye."),                                     # something else: passed as it is
+])
+def test_a_continuation_by_instruction_is_trimmed_of_what_it_repeats(answer: str, client_sees: str) -> None:
+    pieces = [answer[i:i + 3] for i in range(0, len(answer), 3)]  # split anywhere, as streams are
+    events = [(None, _oa_delta(p)) for p in pieces] + [(None, _oa_delta(finish="stop")), (None, "[DONE]")]
+    chunks = collect(make("openai", sse_reply(sse(*events))), req(assistant_prefix="The capital of France is"))
+    assert "".join(c.text for c in chunks) == client_sees
 
 
-def test_anthropic_prefix_trailing_whitespace_is_not_sent_nor_repeated() -> None:
+def test_anthropic_prefill_when_configured_trims_trailing_whitespace() -> None:
     events = AN_EVENTS[:3] + [_an_delta(" "), _an_delta(" world")] + AN_EVENTS[6:]
     mock = sse_reply(sse(*events))
-    chunks = collect(make("anthropic", mock), req(assistant_prefix="Hello "))
+    chunks = collect(make("anthropic", mock, continuation="prefill"), req(assistant_prefix="Hello "))
     assert mock.body["messages"][-1] == {"role": "assistant", "content": "Hello"}  # the API rejects trailing space
     assert "".join(c.text for c in chunks) == "world"
 

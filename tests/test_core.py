@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from edge.backends.remote import CONTINUE_INSTRUCTION
 from edge.errors import InvalidArgument, Unavailable
 from edge.pipeline.admission import Arrival
 from edge.pipeline.candidates import probe_once
@@ -106,8 +107,12 @@ def test_fault_fails_over_to_the_next_backend(tmp_path, name, fault, expected, s
     run(scenario())
 
 
-def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(tmp_path):
-    p = providers(("lan", "openai"), ("claude", "anthropic"))
+@pytest.mark.parametrize("claude_reply", ["afresh", "continuing"])
+def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(tmp_path, claude_reply):
+    """Anthropic is asked to continue by instruction; whether its model starts afresh or
+    continues after repeating the last word, the client sees the answer once."""
+    p = providers(("lan", "openai"), ("claude", "anthropic"),
+                  reply=continuing(REPLY) if claude_reply == "continuing" else REPLY)
     p["lan"].set_fault(Fault("cut_stream", after_events=4))
 
     async def scenario() -> None:
@@ -118,8 +123,8 @@ def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(tmp_path):
         assert len(notices) == 1 and events[notices[0]].reason.code == "FAILOVER_MID_STREAM"
         before = "".join(e for e in events[:notices[0]] if isinstance(e, str))
         assert before and "".join(e for e in events if isinstance(e, str)) == r.text == REPLY
-        last = p["claude"].requests[-1].body["messages"][-1]  # asked to continue, not restart
-        assert last["role"] == "assistant" and before.strip() in json.dumps(last)
+        partial, last = p["claude"].requests[-1].body["messages"][-2:]  # asked to continue, not restart
+        assert partial == {"role": "assistant", "content": before} and last["content"] == CONTINUE_INSTRUCTION
         assert outcomes(r) == [("lan", "retryable_error"), ("claude", "ok")]
 
     run(scenario())

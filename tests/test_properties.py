@@ -190,7 +190,7 @@ def violated_fields(req: pb.GenerateRequest) -> set[str]:
     bad |= {f"messages[{i}].role" for i, m in enumerate(msgs) if m.role not in ROLES}
     total = sum(len(m.content.encode("utf-8")) for m in msgs)
     if (not msgs or len(msgs) > MAX_MESSAGES or total > MAX_CONTENT_BYTES or total == 0
-            or not any(m.role == "user" for m in msgs)):
+            or not any(m.role == "user" and m.content.strip() for m in msgs)):
         bad.add("messages")
     p = req.params
     if not 0 <= p.max_tokens <= MAX_TOKENS_CAP:

@@ -1,12 +1,24 @@
 """Anthropic Messages API.
 
-Wire: POST {base_url}/v1/messages with `x-api-key` and `anthropic-version`.
+Wire: POST {base_url}/v1/messages with `anthropic-version` and the key. The version
+is the backend's `api_version`, by default the one anthropic 2.14.0 sends
+(2026-10-21), with the key as `Authorization: Bearer`, as that SDK sends it; with
+`api_version = "2023-06-01"` (older gateways and proxies) the key goes in
+`x-api-key`. The service accepts either header. The current version takes no
+sampling parameters (edge sends none); the legacy one takes temperature 0-1, and
+not together with top_p (edge keeps the temperature). See edge.backends.capabilities.
+
 System messages go in the top-level `system` field; `max_tokens` is required;
 there is no seed. Streams are named SSE events: message_start (input usage),
 content_block_delta (text_delta), message_delta (stop_reason, output usage),
 message_stop (the terminal event), ping, and `error` (overloaded_error is the
-streaming form of HTTP 529). An assistant prefix is sent as a final assistant
-turn, which the API continues.
+streaming form of HTTP 529). Stop reasons: `refusal` is reported as
+content_filter, `max_tokens` and `model_context_window_exceeded` as length. A
+partial answer is continued by instruction unless `continuation = "prefill"` (models
+without prefill answer a final assistant turn with a 400). Billing and account
+errors (`billing_error`, the spend-limit and organization codes in
+`error.details.error_code`, and the 400 "credit balance is too low", which carries
+no code) take the backend out of rotation.
 """
 
 from __future__ import annotations
@@ -15,11 +27,19 @@ import json
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
+from edge.backends.capabilities import ANTHROPIC_CURRENT_VERSION
+from edge.backends.remote import ACCOUNT_STATUS, RemoteBackend, SSEEvent, StreamState, sampling_fields
 
 __all__ = ["AnthropicBackend"]
 
-API_VERSION = "2023-06-01"
+# error.details.error_code values that are the account's, not the request's (anthropic
+# 2.14.0, types/shared/*_error.py): whatever status they come with, fail over and stay out.
+_ACCOUNT_CODES = frozenset({
+    "contract_spend_limit_reached", "enforced_spend_limit_reached", "linked_organization_billing_unavailable",
+    "linked_organization_spend_limit_reached", "organization_on_hold", "organization_type_not_supported",
+    "parent_organization_required", "user_profile_billing_not_authorized", "user_profile_not_billable",
+    "workspace_human_review_disabled", "cmek_key_disabled", "cmek_key_network_blocked",
+})
 
 # Error `type` -> the HTTP status Anthropic pairs it with: classifies errors that
 # arrive inside a stream, where there is no status line.
@@ -31,8 +51,9 @@ _TYPE_STATUS = {
 
 
 def _finish(reason: Any) -> str:
-    # end_turn, stop_sequence, refusal, pause_turn... all end the answer as it is.
-    return "length" if reason == "max_tokens" else "stop"
+    # end_turn, stop_sequence, pause_turn, tool_use... end the answer as it is.
+    return {"max_tokens": "length", "model_context_window_exceeded": "length",
+            "refusal": "content_filter"}.get(reason, "stop")
 
 
 def _input_tokens(usage: dict[str, Any]) -> int:
@@ -53,9 +74,13 @@ class AnthropicBackend(RemoteBackend):
     default_base_url = "https://api.anthropic.com"
 
     def _auth_headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+        version = self.api_version or ANTHROPIC_CURRENT_VERSION
+        headers = {"anthropic-version": version, "content-type": "application/json"}
         if self._api_key:
-            headers["x-api-key"] = self._api_key
+            if version >= ANTHROPIC_CURRENT_VERSION:
+                headers["authorization"] = f"Bearer {self._api_key}"
+            else:
+                headers["x-api-key"] = self._api_key
         return headers
 
     def _probe_url(self) -> str:
@@ -67,8 +92,9 @@ class AnthropicBackend(RemoteBackend):
 
     def _request(self, request: GenerationRequest) -> tuple[str, dict[str, str] | None, dict[str, Any]]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        # The API refuses empty text; an empty turn says nothing, so it is left out.
         messages = [{"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-                    for m in request.messages if m.role != "system"]
+                    for m in request.messages if m.role != "system" and m.content.strip()]
         # The API rejects a final assistant turn that ends in whitespace; the client
         # already has that whitespace, so _trim drops the model's copy of it.
         prefix = request.assistant_prefix.rstrip()
@@ -78,7 +104,8 @@ class AnthropicBackend(RemoteBackend):
         body: dict[str, Any] = {"model": self.model, "max_tokens": p.max_tokens, "messages": messages}
         if system:
             body["system"] = system
-        body.update(sampling_fields(p, temperature="temperature", top_p="top_p", stop="stop_sequences", seed=None))
+        body.update(sampling_fields(p, self.caps, temperature="temperature", top_p="top_p", stop="stop_sequences",
+                                    seed=None))
         if request.stream:
             body["stream"] = True
         return f"{self.base_url}/v1/messages", None, body
@@ -119,5 +146,13 @@ class AnthropicBackend(RemoteBackend):
         if not isinstance(err, dict):
             return super()._error_detail(body, status)
         etype = str(err.get("type") or "")
-        reason = f"{etype}: {err.get('message') or ''}" if etype else str(err.get("message") or "")
+        message = str(err.get("message") or "")
+        reason = f"{etype}: {message}" if etype else message
+        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+        code = details.get("error_code")
+        if code:
+            reason = f"{reason} ({code})"
+        # The one rule read from message text: this 400 has no code of its own.
+        if etype == "billing_error" or code in _ACCOUNT_CODES or "credit balance" in message.lower():
+            return f"account: {reason}", ACCOUNT_STATUS, None
         return reason, status or _TYPE_STATUS.get(etype, 0), None

@@ -6,7 +6,17 @@ never in the URL (URLs end up in logs). Roles are "user" and "model"; system
 messages go in `systemInstruction`; sampling in `generationConfig`. Each stream
 event is a partial GenerateContentResponse; there is no end marker: a stream is
 complete when the connection closes after a candidate with a finishReason.
-An assistant prefix is sent as a final `model` turn.
+A final `model` turn is not continued: a partial answer is continued by instruction.
+
+Blocked answers (finishReason SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT,
+SPII and the image forms) are reported as content_filter. Thinking models bill
+their thoughts as output (`thoughtsTokenCount`, counted here as completion tokens)
+and spend them from maxOutputTokens, so edge sends a thinking budget: 0 where the
+model can turn thinking off (2.5 Flash), the backend's `thinking_budget` or the
+model's minimum where it cannot (2.5 Pro, 3), with maxOutputTokens raised by that
+budget so the answer keeps the tokens the client asked for. 400 FAILED_PRECONDITION
+(the region is not supported, billing is not enabled) is the account's: the
+backend leaves rotation.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import re
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
+from edge.backends.remote import ACCOUNT_STATUS, RemoteBackend, SSEEvent, StreamState, sampling_fields
 from edge.errors import BackendRejectedRequest, RetryableBackendError
 
 __all__ = ["GeminiBackend"]
@@ -26,8 +36,14 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")  # google.protobuf.Duration 
 _BAD_KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 
 
+_BLOCKED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+                      "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
+
+
 def _finish(reason: Any) -> str:
-    # SAFETY, RECITATION, BLOCKLIST... end the answer as it is.
+    # STOP, OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL... end the answer as it is.
+    if reason in _BLOCKED:
+        return "content_filter"
     return "length" if reason == "MAX_TOKENS" else "stop"
 
 
@@ -43,21 +59,34 @@ class GeminiBackend(RemoteBackend):
 
     def _request(self, request: GenerationRequest) -> tuple[str, dict[str, str] | None, dict[str, Any]]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        # The API refuses a turn without text; an empty turn says nothing, so it is left out.
         contents = [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-                    for m in request.messages if m.role != "system"]
+                    for m in request.messages if m.role != "system" and m.content.strip()]
         if request.assistant_prefix:
             contents.append({"role": "model", "parts": [{"text": request.assistant_prefix}]})
         p = request.params
         config: dict[str, Any] = {"maxOutputTokens": p.max_tokens,
-                                  **sampling_fields(p, temperature="temperature", top_p="topP",
+                                  **sampling_fields(p, self.caps, temperature="temperature", top_p="topP",
                                                     stop="stopSequences", seed="seed")}
+        budget = self._thinking()
+        if budget is not None:
+            config["thinkingConfig"] = {"thinkingBudget": budget}
+            config["maxOutputTokens"] = p.max_tokens + budget
         body: dict[str, Any] = {"contents": contents, "generationConfig": config}
         if system:
-            body["systemInstruction"] = {"parts": [{"text": system}]}
+            body["systemInstruction"] = {"parts": [{"text": system}], "role": "user"}  # as google-genai sends it
         model = self.model.removeprefix("models/")
         method = "streamGenerateContent" if request.stream else "generateContent"
         params = {"alt": "sse"} if request.stream else None
         return f"{self.base_url}/v1beta/models/{model}:{method}", params, body
+
+    def _thinking(self) -> int | None:
+        """The thinking budget to send (None: the model does not think, send nothing)."""
+        caps = self.caps
+        if caps.thinking == "none":
+            return None
+        wanted = self.thinking_budget if self.thinking_budget is not None else 0
+        return max(wanted, caps.min_thinking) if caps.thinking == "always" else wanted
 
     def _parse_unary(self, state: StreamState, body: Any) -> str:
         text = self._absorb(state, body)
@@ -76,7 +105,9 @@ class GeminiBackend(RemoteBackend):
         usage = body.get("usageMetadata")
         if isinstance(usage, dict):  # each chunk repeats the totals so far
             state.prompt_tokens = int(usage.get("promptTokenCount") or 0)
-            state.completion_tokens = int(usage.get("candidatesTokenCount") or 0)
+            # Thoughts are billed as output: budgets must see them.
+            state.completion_tokens = int(usage.get("candidatesTokenCount") or 0) + int(
+                usage.get("thoughtsTokenCount") or 0)
         candidates = body.get("candidates") or []
         if not candidates:
             block = (body.get("promptFeedback") or {}).get("blockReason")
@@ -113,4 +144,6 @@ class GeminiBackend(RemoteBackend):
         reason = str(err.get("message") or "")
         if err.get("status"):
             reason = f"{err['status']}: {reason}"
+        if err.get("status") == "FAILED_PRECONDITION":  # region not supported, billing not enabled
+            return f"account: {reason}", ACCOUNT_STATUS, retry_after
         return reason, kind_status, retry_after

@@ -4,8 +4,13 @@ Ollama) at another base URL.
 Wire: POST {base_url}/chat/completions, `Authorization: Bearer KEY` only when a key
 is configured. Streams are SSE `data: {chunk}` lines ending with `data: [DONE]`;
 `stream_options.include_usage` asks for a last chunk with usage (and no choices).
-System messages stay messages; an assistant prefix is sent as a final assistant
-message. Everything generic lives in `edge.backends.remote`.
+System messages stay messages. A partial answer to continue is a final assistant
+message on compatible servers (vLLM, llama.cpp and Ollama continue it); OpenAI itself
+starts a new reply after one, so there it is asked for by instruction
+(RemoteBackend._adapt). A stream may end without `data: [DONE]` once a choice has
+finished (the SDK accepts that, and some compatible servers do it). A 429 whose code
+is `insufficient_quota` is the account's, not a passing limit: the backend leaves
+rotation. Everything generic lives in `edge.backends.remote`.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import json
 from typing import Any
 
 from edge.backends.base import GenerationRequest
-from edge.backends.remote import RemoteBackend, SSEEvent, StreamState, sampling_fields
+from edge.backends.remote import ACCOUNT_STATUS, RemoteBackend, SSEEvent, StreamState, sampling_fields
 
 __all__ = ["OpenAIBackend"]
 
 
 def _finish(reason: Any) -> str:
-    # content_filter, tool_calls and the like end the answer as it is.
-    return "length" if reason == "length" else "stop"
+    # tool_calls, function_call and the like end the answer as it is.
+    return {"length": "length", "content_filter": "content_filter"}.get(reason, "stop")
 
 
 def _usage(state: StreamState, usage: Any) -> None:
@@ -47,9 +52,10 @@ class OpenAIBackend(RemoteBackend):
         p = request.params
         # OpenAI itself has deprecated max_tokens (its reasoning models reject it);
         # compatible servers know max_tokens far more widely than its successor.
-        limit_key = "max_completion_tokens" if self.base_url == self.default_base_url else "max_tokens"
+        limit_key = "max_completion_tokens" if self.official else "max_tokens"
         body: dict[str, Any] = {"model": self.model, "messages": messages, limit_key: p.max_tokens,
-                                **sampling_fields(p, temperature="temperature", top_p="top_p", stop="stop", seed="seed")}
+                                **sampling_fields(p, self.caps, temperature="temperature", top_p="top_p", stop="stop",
+                                                  seed="seed")}
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -78,4 +84,12 @@ class OpenAIBackend(RemoteBackend):
             text += delta.get("content") or delta.get("refusal") or ""
             if choice.get("finish_reason"):
                 state.finish_reason = _finish(choice["finish_reason"])
+                state.eof_ok = True  # the usage chunk and [DONE] may follow, or not
         return text
+
+    def _error_detail(self, body: Any, status: int) -> tuple[str, int, float | None]:
+        reason, kind_status, hint = super()._error_detail(body, status)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict) and err.get("code") == "insufficient_quota":
+            return f"account: {reason}", ACCOUNT_STATUS, hint
+        return reason, kind_status, hint

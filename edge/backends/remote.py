@@ -31,39 +31,49 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import httpx
 
-from edge.backends.base import Backend, Chunk, GenerationRequest, ModelDescription, SamplingParams, Timeouts
+from edge.backends.base import Backend, Chunk, GenerationRequest, Message, ModelDescription, SamplingParams, Timeouts
+from edge.backends.capabilities import Capabilities, capabilities
+from edge.backends.text_filters import OverlapTrimmer, StopCutter
 from edge.errors import BackendError, BackendMisconfigured, BackendRejectedRequest, RetryableBackendError
 
-__all__ = ["RemoteBackend", "SSEEvent", "SSEParser", "StreamState", "classify_status", "parse_retry_after",
+__all__ = ["ACCOUNT_STATUS", "CONTINUE_INSTRUCTION", "RemoteBackend", "SSEEvent", "SSEParser", "StreamState", "classify_status", "parse_retry_after",
            "sampling_fields"]
 
 T = TypeVar("T")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _MAX_REASON = 500
 _MISCONFIGURED = frozenset({401, 402, 403, 404, 405, 410})
+# What an adapter reports for an account or region problem a provider sends with another
+# status (a 400 or a 429): like a bad key, the backend leaves rotation until it is fixed.
+ACCOUNT_STATUS = 402
 _RETRYABLE = frozenset({408, 409, 425, 429})
 # Shape errors while reading a provider's JSON: the response is malformed, and
 # malformed responses are worth a retry elsewhere.
 _MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 
-def sampling_fields(p: SamplingParams, *, temperature: str, top_p: str, stop: str,
+def sampling_fields(p: SamplingParams, caps: Capabilities, *, temperature: str, top_p: str, stop: str,
                     seed: str | None) -> dict[str, Any]:
-    """The optional sampling parameters a request set, under each provider's names
-    (seed=None: the provider has none, e.g. Anthropic)."""
+    """The optional sampling parameters a request set, under each provider's names, as
+    far as `caps` lets it take them (seed=None: the provider has none, e.g. Anthropic):
+    a temperature outside the provider's range is clamped to it; top_p is dropped where
+    the provider takes none, or not with a temperature (the temperature is kept); stop
+    sequences past its limit are left to edge (RemoteBackend._adapt)."""
     out: dict[str, Any] = {}
-    if p.temperature is not None:
-        out[temperature] = p.temperature
-    if p.top_p is not None:
+    if p.temperature is not None and caps.temperature is not None:
+        low, high = caps.temperature
+        out[temperature] = min(max(p.temperature, low), high)
+    if p.top_p is not None and caps.top_p and (temperature not in out or caps.temperature_with_top_p):
         out[top_p] = p.top_p
-    if p.stop:
-        out[stop] = list(p.stop)
+    stops = p.stop[:caps.max_stop] if caps.max_stop is not None else p.stop
+    if stops:
+        out[stop] = list(stops)
     if p.seed is not None and seed is not None:
         out[seed] = p.seed
     return out
@@ -175,6 +185,35 @@ def classify_status(kind_status: int, message: str, *, retry_after: float | None
     return BackendRejectedRequest(message, status=status)
 
 
+# How a continuation is asked for where the provider cannot prefill: the partial answer
+# as the assistant's turn, then this. OverlapTrimmer drops whatever the model repeats.
+CONTINUE_INSTRUCTION = ("Your previous answer was cut off. Continue it from exactly where it stops, character for "
+                        "character, without repeating any of it and without any preamble.")
+
+
+class _TextFilter:
+    """The continuation trimmer, then the stop cutter: either may be absent."""
+
+    def __init__(self, trimmer: OverlapTrimmer | None, cutter: StopCutter | None) -> None:
+        self.trimmer, self.cutter = trimmer, cutter
+
+    @property
+    def stopped(self) -> bool:
+        return self.cutter is not None and self.cutter.stopped
+
+    def feed(self, text: str) -> str:
+        if self.trimmer is not None:
+            text = self.trimmer.feed(text)
+        return self.cutter.feed(text) if self.cutter is not None and text else text
+
+    def flush(self) -> str:
+        text = self.trimmer.flush() if self.trimmer is not None else ""
+        if self.cutter is None:
+            return text
+        text = self.cutter.feed(text) if text else ""
+        return text + self.cutter.flush()
+
+
 class RemoteBackend(Backend):
     """A model behind an HTTP API. Subclasses set `kind` and `default_base_url` and
     implement the request/response hooks at the bottom."""
@@ -184,10 +223,20 @@ class RemoteBackend(Backend):
 
     def __init__(self, name: str, *, base_url: str | None = None, model: str, api_key: str | None = None,
                  timeouts: Timeouts = Timeouts(), transport: httpx.AsyncBaseTransport | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, continuation: str = "auto",
+                 api_version: str = "", thinking_budget: int | None = None, official: bool | None = None) -> None:
+        """`continuation`: how a partial answer is continued here: "prefill" (a final
+        assistant turn), "instruction", or "auto" (the capabilities table's choice).
+        `official`: the provider's own rules apply (None: at its public address only).
+        `api_version` (Anthropic) and `thinking_budget` (Gemini) are read by those adapters."""
         self.name = name
         self.model = model
         self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.api_version = api_version
+        self.thinking_budget = thinking_budget
+        self._official = official
+        self.caps = capabilities(self.kind, model, official=self.official, api_version=api_version)
+        self.prefill = continuation == "prefill" or (continuation == "auto" and self.caps.prefill)
         self.timeouts = timeouts
         self._api_key = api_key or None
         self._transport = transport
@@ -196,6 +245,13 @@ class RemoteBackend(Backend):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model!r})"
+
+    @property
+    def official(self) -> bool:
+        """The provider's own API (not a compatible server at another address)."""
+        if self._official is not None:
+            return self._official
+        return self.base_url == self.default_base_url.rstrip("/")
 
     def describe(self) -> ModelDescription:
         return ModelDescription(name=self.name, backend=self.kind, path=self.model)
@@ -227,7 +283,8 @@ class RemoteBackend(Backend):
             overall = min(overall, remaining)
         start = loop.time()
         end = start + overall
-        url, params, body = self._request(request)
+        sent, text_filter = self._adapt(request)
+        url, params, body = self._request(sent)
         req = self._build("POST", url, params=params, json=body,
                           headers={"accept": "text/event-stream" if request.stream else "application/json"})
         first_byte = start + self.timeouts.first_byte_s
@@ -236,32 +293,65 @@ class RemoteBackend(Backend):
         try:
             if not response.is_success:
                 raise await self._status_error(response, end)
-            state = self._new_state(request)
-            if not request.stream:
-                raw = await self._within(response.aread(), loop.time() + self.timeouts.idle_s, "idle", end)
-                text = self._guard(lambda: self._parse_unary(state, json.loads(raw)))
+            state = self._new_state(sent)
+            async for text in self._texts(response, events, state, sent, first_byte, end):
+                text = text_filter.feed(text)
                 if text:
                     yield Chunk(text=text)
-            else:
-                step, label = first_byte, "first byte"
-                while not state.done:
-                    try:
-                        event = await self._within(anext(events), step, label, end)
-                    except StopAsyncIteration:
-                        if state.eof_ok:
-                            break
-                        raise RetryableBackendError(self._msg("stream ended before its terminal event")) from None
-                    text = self._guard(lambda: self._on_event(state, event))  # noqa: B023 - called at once
-                    if text:
-                        yield Chunk(text=text)
-                    step, label = loop.time() + self.timeouts.idle_s, "idle"
-                if state.done:
-                    await self._drain(events, loop.time() + self.timeouts.idle_s)
+                if text_filter.stopped:
+                    state.finish_reason = "stop"  # a stop sequence edge applies itself
+                    break
+            text = text_filter.flush()
+            if text:
+                yield Chunk(text=text)
             yield Chunk(finish_reason=state.finish_reason or "stop", prompt_tokens=state.prompt_tokens,
                         completion_tokens=state.completion_tokens)
         finally:
             await events.aclose()
             await response.aclose()
+
+    def _adapt(self, request: GenerationRequest) -> tuple[GenerationRequest, _TextFilter]:
+        """What this provider is sent for `request`, and the filter its answer passes through:
+        a continuation it cannot prefill is asked for by instruction (and trimmed of what
+        it repeats); stop sequences over its limit are cut here."""
+        partial = request.assistant_prefix
+        trimmer = None
+        if partial and not self.prefill:
+            trimmer = OverlapTrimmer(partial)
+            messages = (*request.messages, Message("assistant", partial), Message("user", CONTINUE_INSTRUCTION))
+            request = replace(request, messages=messages, assistant_prefix="")
+        stops = request.params.stop
+        limit = self.caps.max_stop
+        cutter = None
+        if limit is not None and len(stops) > limit:
+            cutter = StopCutter(stops)
+            request = replace(request, params=replace(request.params, stop=stops[:limit]))
+        return request, _TextFilter(trimmer, cutter)
+
+    async def _texts(self, response: httpx.Response, events: AsyncIterator[SSEEvent], state: StreamState,
+                     request: GenerationRequest, first_byte: float, end: float) -> AsyncIterator[str]:
+        """The answer's text as the provider sends it, filling `state` on the way."""
+        loop = asyncio.get_running_loop()
+        if not request.stream:
+            raw = await self._within(response.aread(), loop.time() + self.timeouts.idle_s, "idle", end)
+            text = self._guard(lambda: self._parse_unary(state, json.loads(raw)))
+            if text:
+                yield text
+            return
+        step, label = first_byte, "first byte"
+        while not state.done:
+            try:
+                event = await self._within(anext(events), step, label, end)
+            except StopAsyncIteration:
+                if state.eof_ok:
+                    break
+                raise RetryableBackendError(self._msg("stream ended before its terminal event")) from None
+            text = self._guard(lambda: self._on_event(state, event))  # noqa: B023 - called at once
+            if text:
+                yield text
+            step, label = loop.time() + self.timeouts.idle_s, "idle"
+        if state.done:
+            await self._drain(events, loop.time() + self.timeouts.idle_s)
 
     async def _drain(self, events: AsyncIterator[SSEEvent], until: float) -> None:
         """Read what follows the terminal event (the chunked body's end), so the pooled

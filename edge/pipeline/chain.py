@@ -129,7 +129,7 @@ class _ChainRun:
                             elif t.escalated:
                                 await gen.aclose()  # stops the local model at its next token
                                 break
-                        ending = self._settle(cand, t)
+                        ending = self._settle(index, cand, t)
                     except (RetryableBackendError, BackendMisconfigured, Overloaded, BackendRejectedRequest) as exc:
                         ending = self._failed(index, cand, t, exc, tries, req)
                     except BaseException:
@@ -209,12 +209,20 @@ class _ChainRun:
         self.sent += chunk.text
         return chunk.text
 
-    def _settle(self, cand: Candidate, t: _Try) -> Served | _Next:
-        """A try whose stream ended: served, escalated by the gate, or cut short."""
+    def _settle(self, index: int, cand: Candidate, t: _Try) -> Served | _Next:
+        """A try whose stream ended: served, escalated by the gate, blocked by its provider
+        (with on_content_filter = 'fallback' and someone after it), or cut short."""
         if t.escalated:
             return _Next(retry=False, notice=self._escalated(cand, t))
         if t.final is None:
             raise RetryableBackendError(f"{cand.name} ended without finishing the answer")
+        if (t.final.finish_reason == "content_filter" and self.settings.on_content_filter == "fallback"
+                and cand.remote is not None and index < len(self.chain) - 1):
+            cand.remote.breaker.record_success()  # it answered: the content was the matter
+            why = f"{cand.name}'s provider blocked the answer (finish reason content_filter)"
+            self.attempts.append(Attempt(cand.name, cand.tier, Outcome.CONTENT_FILTER, t.elapsed_ms(), why))
+            return _Next(retry=False, notice=Notice(Reason("CONTENT_FILTER_FALLBACK", f"{why}; the next backend "
+                                                                                     "answers")))
         return self._served(cand, t, t.final)
 
     def _escalated(self, cand: Candidate, t: _Try) -> Notice:

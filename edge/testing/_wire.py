@@ -65,6 +65,8 @@ def _error_body(kind: str, status: int, message: str | None = None, code: Any = 
     estatus, emsg = _GEMINI_ERRORS.get(
         status, ("FAILED_PRECONDITION", "Precondition check failed.") if status < 500
         else ("INTERNAL", "Internal error."))
+    if isinstance(code, str):  # gemini: the status name, when not the usual one for `status`
+        estatus = code
     return {"error": {"code": status, "message": message or emsg, "status": estatus}}
 
 
@@ -78,9 +80,10 @@ def _retry_after(seconds: float) -> str:
 @dataclass
 class _Plan:
     pieces: list[str]  # one per word/event/token; "".join(pieces) is the reply text
-    finish: str  # "stop" | "length" | "stop_sequence"
+    finish: str  # "stop" | "length" | "stop_sequence" | "blocked" | "context"
     stop_sequence: str | None
     prompt_tokens: int
+    thoughts: int = 0  # gemini thinking models: tokens thought (billed as output, spent from maxOutputTokens)
 
     @property
     def text(self) -> str:
@@ -91,9 +94,12 @@ class _Plan:
         return len(self.pieces)
 
     def reason(self, kind: str) -> str:
-        return {"openai": {"stop": "stop", "length": "length", "stop_sequence": "stop"},
-                "anthropic": {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"},
-                "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "stop_sequence": "STOP"}}[kind][self.finish]
+        return {"openai": {"stop": "stop", "length": "length", "stop_sequence": "stop", "blocked": "content_filter",
+                           "context": "length"},
+                "anthropic": {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence",
+                              "blocked": "refusal", "context": "model_context_window_exceeded"},
+                "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "stop_sequence": "STOP", "blocked": "SAFETY",
+                           "context": "MAX_TOKENS"}}[kind][self.finish]
 
 
 def _texts(obj: Any) -> list[str]:
@@ -107,7 +113,21 @@ def _texts(obj: Any) -> list[str]:
     return []
 
 
-def _plan(kind: str, body: dict, reply: str) -> _Plan:
+# Gemini models that think (the names edge.backends.capabilities knows), and how much they
+# think when no thinkingConfig says otherwise: enough to eat a small maxOutputTokens whole.
+_GEMINI_THINKERS = re.compile(r"^(models/)?gemini-(2\.5|3)")
+GEMINI_DEFAULT_THOUGHTS = 64
+
+
+def _gemini_thoughts(model: str, config: dict) -> int:
+    if not _GEMINI_THINKERS.match(model or ""):
+        return 0
+    budget = (config.get("thinkingConfig") or {}).get("thinkingBudget")
+    return GEMINI_DEFAULT_THOUGHTS if not isinstance(budget, int) or budget < 0 else min(budget, 16)
+
+
+def _plan(kind: str, body: dict, reply: str, model: str = "") -> _Plan:
+    thoughts = 0
     if kind == "openai":
         limit = body.get("max_completion_tokens")
         limit = body.get("max_tokens") if limit is None else limit
@@ -119,6 +139,10 @@ def _plan(kind: str, body: dict, reply: str) -> _Plan:
         config = body.get("generationConfig") or {}
         limit, stops = config.get("maxOutputTokens"), config.get("stopSequences")
         inputs = _texts(body.get("systemInstruction")) + _texts(body.get("contents"))
+        thoughts = _gemini_thoughts(model, config)
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            thoughts = min(thoughts, limit)
+            limit -= thoughts  # thinking is spent from the same budget as the answer
     if isinstance(stops, str):
         stops = [stops]
     end, hit = len(reply), None
@@ -130,7 +154,7 @@ def _plan(kind: str, body: dict, reply: str) -> _Plan:
     finish = "stop_sequence" if hit is not None else "stop"
     if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(pieces):
         pieces, finish, hit = pieces[:limit], "length", None
-    return _Plan(pieces, finish, hit, sum(len(t.split()) for t in inputs))
+    return _Plan(pieces, finish, hit, sum(len(t.split()) for t in inputs), thoughts)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -141,7 +165,7 @@ def _dumps(obj: Any) -> bytes:
 _Event = tuple[bool, int, bytes]
 
 
-def _openai_events(plan: _Plan, model: str, body: dict) -> list[_Event]:
+def _openai_events(plan: _Plan, model: str, body: dict, done: bool = True) -> list[_Event]:
     usage_wanted = bool((body.get("stream_options") or {}).get("include_usage"))
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": model, "system_fingerprint": "fp_loopback"}
@@ -158,7 +182,8 @@ def _openai_events(plan: _Plan, model: str, body: dict) -> list[_Event]:
     events.append((True, 0, chunk({}, plan.reason("openai"))))
     if usage_wanted:
         events.append((True, 0, frame([], usage=_openai_usage(plan))))
-    events.append((True, 0, b"data: [DONE]\n\n"))
+    if done:  # some compatible servers end the body without it; the SDK accepts that
+        events.append((True, 0, b"data: [DONE]\n\n"))
     return events
 
 
@@ -198,7 +223,9 @@ def _gemini_response(plan: _Plan, model: str, text: str, rid: str, final: bool) 
     if final:
         candidate["finishReason"] = plan.reason("gemini")
         usage = {"promptTokenCount": plan.prompt_tokens, "candidatesTokenCount": plan.completion_tokens,
-                 "totalTokenCount": plan.prompt_tokens + plan.completion_tokens}
+                 "totalTokenCount": plan.prompt_tokens + plan.completion_tokens + plan.thoughts}
+        if plan.thoughts:
+            usage["thoughtsTokenCount"] = plan.thoughts
     candidate["index"] = 0
     return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": rid}
 
@@ -209,10 +236,10 @@ def _gemini_chunks(plan: _Plan, model: str) -> list[tuple[bool, int, dict]]:
              _gemini_response(plan, model, piece, rid, final=i == len(pieces) - 1)) for i, piece in enumerate(pieces)]
 
 
-def _stream_events(kind: str, plan: _Plan, model: str, body: dict) -> list[_Event]:
+def _stream_events(kind: str, plan: _Plan, model: str, body: dict, done: bool = True) -> list[_Event]:
     """A completion's stream events in `kind`'s framing (gemini: ?alt=sse)."""
     if kind == "openai":
-        return _openai_events(plan, model, body)
+        return _openai_events(plan, model, body, done)
     if kind == "anthropic":
         return _anthropic_events(plan, model)
     return [(t, w, b"data: " + _dumps(r) + b"\r\n\r\n") for t, w, r in _gemini_chunks(plan, model)]
@@ -232,3 +259,76 @@ def _unary_body(kind: str, plan: _Plan, model: str) -> dict[str, Any]:
                 "stop_sequence": plan.stop_sequence,
                 "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}}
     return _gemini_response(plan, model, plan.text, uuid.uuid4().hex[:22], final=True)
+
+
+# ---------------------------------------------------------------------------------------- what each refuses
+
+# What an account problem looks like (status, message, openai code): the service's own words.
+ACCOUNT_ERRORS: dict[str, tuple[int, str, Any]] = {
+    "openai": (429, "You exceeded your current quota, please check your plan and billing details.",
+               "insufficient_quota"),
+    "anthropic": (400, "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+                       "to upgrade or purchase credits.", ...),
+    "gemini": (400, "User location is not supported for the API use.", "FAILED_PRECONDITION"),
+}
+ANTHROPIC_CURRENT_VERSION = "2026-10-21"  # what anthropic 2.14.0 sends
+
+
+def _anthropic_refusal(body: dict, version: str, prefill: bool) -> str | None:
+    """Why the Messages API refuses `body` at `version` (None: it does not)."""
+    sampling = [k for k in ("temperature", "top_p", "top_k") if k in body]
+    if sampling and version >= ANTHROPIC_CURRENT_VERSION:
+        return f"{sampling[0]}: Extra inputs are not permitted"
+    t = body.get("temperature")
+    if isinstance(t, (int, float)) and not 0 <= t <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    if "temperature" in body and "top_p" in body:
+        return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    messages = body.get("messages") or []
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and isinstance(m.get("content"), str) and not m["content"]:
+            return f"messages.{i}: text content blocks must be non-empty"
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant" and not prefill:
+        return ("This model does not support assistant message prefill. The conversation must end with a user "
+                "message.")
+    return None
+
+
+def refusal(kind: str, body: dict, *, version: str = "", official: bool = False, prefill: bool = False) -> str | None:
+    """Why the provider answers `body` with a 400 (None: it does not): the rules the real
+    services hold that the adapters must respect (edge.backends.capabilities)."""
+    if kind == "anthropic":
+        return _anthropic_refusal(body, version, prefill)
+    if kind == "openai":
+        stop = body.get("stop")
+        if official and isinstance(stop, list) and len(stop) > 4:
+            return "'stop': array too long. Expected an array with maximum length 4, but got an array with length " \
+                   f"{len(stop)} instead."
+        return None
+    stops = (body.get("generationConfig") or {}).get("stopSequences")
+    if isinstance(stops, list) and len(stops) > 5:
+        return "* GenerateContentRequest.generation_config.stop_sequences: at most 5 stop sequences are allowed"
+    for i, c in enumerate(body.get("contents") or []):
+        parts = c.get("parts") if isinstance(c, dict) else None
+        if not parts or all(isinstance(p, dict) and not p.get("text") for p in parts):
+            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+    return None
+
+
+def without_final_reply(kind: str, body: dict) -> dict:
+    """`body` without a final assistant (model) turn: what a model that cannot continue one answers."""
+    key, role = ("contents", "model") if kind == "gemini" else ("messages", "assistant")
+    turns = body.get(key)
+    if isinstance(turns, list) and turns and isinstance(turns[-1], dict) and turns[-1].get("role") == role:
+        return {**body, key: turns[:-1]}
+    return body
+
+
+def completion_plan(kind: str, body: dict, reply: Any, model: str, *, prefill: bool, fault: Any) -> _Plan:
+    """The words of the answer to `body`: `reply` (a str, or callable(body) -> str) as a server
+    that prefills or not sees the request, cut short with the block reason by a `blocked` fault."""
+    seen = body if prefill else without_final_reply(kind, body)
+    plan = _plan(kind, body, str(reply(seen)) if callable(reply) else reply, model)
+    if fault is not None and fault.kind == "blocked":
+        plan.pieces, plan.finish, plan.stop_sequence = plan.pieces[:fault.after_events], "blocked", None
+    return plan

@@ -64,6 +64,21 @@ server is healthy again.
 * ``flap``: requests since the fault was set alternate: even-numbered (0, 2, ...) are healthy, odd-numbered ones
   get 503 with the provider's body.
 * ``unauthorized``: 401 (openai, anthropic) or 403 (gemini) with the provider's invalid-key body.
+* ``account``: the provider's account or region failure: openai 429 ``insufficient_quota``, anthropic 400
+  "credit balance is too low", gemini 400 ``FAILED_PRECONDITION`` "User location is not supported".
+* ``blocked``: the answer stops after ``after_events`` words with the provider's block reason (openai
+  ``content_filter``, anthropic ``refusal``, gemini ``SAFETY``).
+* ``no_done``: an openai stream ends after its finish and usage chunks without ``data: [DONE]``.
+
+What the services refuse (400 with their words; see _wire.refusal): anthropic at the current API version
+(``2026-10-21``, what anthropic 2.14.0 sends) takes no temperature, top_p or top_k; at older versions a
+temperature above 1 or together with top_p; an empty text block; and a final assistant turn unless the server
+was made with ``prefill=True``. OpenAI (``official=True``) takes at most 4 stop sequences; Gemini at most 5, and
+no turn without text. A final assistant (model) turn is continued only by a server that prefills (openai
+without ``official``, as vLLM, llama.cpp and Ollama do); OpenAI itself and Gemini answer it afresh. Anthropic
+accepts its key as ``x-api-key`` or ``Authorization: Bearer``. Gemini thinking models (``gemini-2.5*``,
+``gemini-3*``) think ``thinkingConfig.thinkingBudget`` tokens (at most 16 here), 64 without one, spent from
+``maxOutputTokens`` and reported as ``thoughtsTokenCount``.
 
 Also a small CLI: ``python -m edge.testing.providers --kind openai --port 8081 [--reply TEXT]``.
 """
@@ -87,22 +102,24 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from edge.testing._wire import (
+    ACCOUNT_ERRORS,
     _Event,
     _OVERLOADED,
     _dumps,
     _error_body,
     _gemini_chunks,
-    _plan,
+    completion_plan,
     _retry_after,
     _stream_events,
     _unary_body,
+    refusal,
 )
 
 __all__ = ["KINDS", "FAULT_KINDS", "Fault", "ProviderServer", "RecordedRequest", "continuing", "main"]
 
 KINDS = ("openai", "anthropic", "gemini")
 FAULT_KINDS = ("none", "refuse", "hang", "slow_first_byte", "status", "cut_stream", "malformed_json",
-               "stream_error", "flap", "unauthorized")
+               "stream_error", "flap", "unauthorized", "account", "blocked", "no_done")
 
 
 @dataclass
@@ -388,7 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return 401, "You didn't provide an API key. Provide it in an Authorization header.", {"code": None}
                 return 401, "Incorrect API key provided.", {}
         elif owner.kind == "anthropic":
-            got = h.get("x-api-key")
+            bearer = h.get("Authorization", "")
+            got = h.get("x-api-key") or (bearer[7:] if bearer.startswith("Bearer ") else None)
             if key is not None and got != key:
                 return 401, "x-api-key header is required" if got is None else "invalid x-api-key", {}
             if not h.get("anthropic-version"):
@@ -423,6 +441,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(status, message)
             elif fault.kind == "stream_error" and not (kind == "anthropic" and streaming):
                 return self._error(529 if kind == "anthropic" else 500)
+            elif fault.kind == "account":
+                status, message, code = ACCOUNT_ERRORS[kind]
+                return self._error(status, message, code=code)
         failure = self._auth_failure()
         if failure is not None:
             status, message, extra = failure
@@ -444,11 +465,16 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(400, f"Missing required parameter: '{name}'.", param=name,
                                        code="missing_required_parameter")
                 return self._error(400, f"{name}: Field required" if kind == "anthropic" else f"* {name}: required")
-        plan = _plan(kind, body, owner.reply_for(body))
+        why = refusal(kind, body, version=self.headers.get("anthropic-version", ""), official=owner.official,
+                      prefill=owner.prefill)
+        if why is not None:
+            return self._error(400, why)
         model = path_model if kind == "gemini" else str(body.get("model"))
+        plan = completion_plan(kind, body, owner.reply_for, model, prefill=owner.prefill, fault=fault)
         if streaming and not (kind == "gemini" and parse_qs(urlsplit(self.path).query).get("alt") != ["sse"]):
             error_frame = b"event: error\ndata: " + _dumps(_OVERLOADED) + b"\n\n" if kind == "anthropic" else b""
-            return self._stream(_stream_events(kind, plan, model, body), fault, error_frame)
+            done = fault is None or fault.kind != "no_done"
+            return self._stream(_stream_events(kind, plan, model, body, done), fault, error_frame)
         if owner.token_delay_s > 0 and not self._idle(owner.token_delay_s * plan.completion_tokens):
             return self._abort()
         if route == "stream":  # streamGenerateContent without alt=sse: one JSON array of the chunks
@@ -477,23 +503,39 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, {"models": [entry]}, fault)
 
 
-def continuing(full: str) -> Callable[[dict], str]:
-    """A `reply` that continues a partial assistant turn, as a real model would.
+def _turn_text(turn: Any) -> str:
+    if not isinstance(turn, dict):
+        return ""
+    content = turn.get("content", turn.get("parts"))
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or () if isinstance(p, dict))
 
-    When a request ends with an assistant (OpenAI, Anthropic) or model (Gemini) turn
-    that is a prefix of `full`, the reply is the rest of `full`; otherwise all of it.
+
+def continuing(full: str, *, repeat_words: int = 1) -> Callable[[dict], str]:
+    """A `reply` that continues a partial answer as a real model does.
+
+    A final assistant (model) turn that is a prefix of `full` (a server that prefills)
+    gets the rest of `full`. Asked by edge's instruction (the partial answer as an
+    assistant turn, then edge.backends.remote.CONTINUE_INSTRUCTION), it continues too,
+    but first repeats the last `repeat_words` words of the partial, as models asked to
+    continue often do. Anything else gets all of `full`: a fresh answer.
     """
+    from edge.backends.remote import CONTINUE_INSTRUCTION
 
     def reply(body: dict) -> str:
-        prefix = ""
-        msgs = body.get("messages") or []
-        if msgs and msgs[-1].get("role") == "assistant":
-            content = msgs[-1].get("content")
-            prefix = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
-        contents = body.get("contents") or []
-        if contents and contents[-1].get("role") == "model":
-            prefix = "".join(p.get("text", "") for p in contents[-1].get("parts", []))
-        return full[len(prefix):] if prefix and full.startswith(prefix) else full
+        turns = body.get("messages") or body.get("contents") or []
+        prefix, repeat = "", 0
+        if turns and turns[-1].get("role") in ("assistant", "model"):
+            prefix = _turn_text(turns[-1])
+        elif len(turns) >= 2 and _turn_text(turns[-1]) == CONTINUE_INSTRUCTION:
+            prefix = _turn_text(turns[-2])
+            repeat = repeat_words
+        if not prefix or not full.startswith(prefix):
+            return full
+        words = re.findall(r"\s*\S+", prefix)
+        start = len(prefix) - sum(len(w) for w in words[len(words) - repeat:]) if repeat and words else len(prefix)
+        return full[start:]
 
     return reply
 
@@ -503,7 +545,9 @@ class ProviderServer:
 
     def __init__(self, kind: str, *, reply: str | Callable[[dict], str] = "Hello from the loopback provider.",
                  api_key: str | None = None, model: str = "test-model", host: str = "127.0.0.1", port: int = 0,
-                 token_delay_s: float = 0.0) -> None:
+                 token_delay_s: float = 0.0, official: bool = False, prefill: bool | None = None) -> None:
+        """`official`: hold OpenAI's own limits (else a compatible server's). `prefill`: continue a
+        final assistant turn (default: only an openai server that is not `official`)."""
         if kind not in KINDS:
             raise ValueError(f"unknown provider kind {kind!r}; expected one of {KINDS}")
         self.kind = kind
@@ -512,6 +556,8 @@ class ProviderServer:
         self.model = model
         self.host = host
         self.token_delay_s = token_delay_s
+        self.official = official
+        self.prefill = (kind == "openai" and not official) if prefill is None else prefill
         if port == 0:  # pick the port now, so that base_url is known (and stable) before start()
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.bind((host, 0))

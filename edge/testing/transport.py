@@ -12,7 +12,8 @@ be tested in one event loop, in milliseconds:
 Only chat completions (unary and streaming) and the model listing (what a probe asks
 for) are answered; the API key is not checked. Faults: refuse (connection refused),
 hang (never answers: the client's own timeout ends it), status, cut_stream,
-malformed_json, unauthorized and flap, as the server documents them.
+malformed_json, unauthorized, flap, account, blocked and no_done, as the server
+documents them; and the services' refusals (edge.testing._wire.refusal).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from typing import Any
 
 import httpx
 
-from edge.testing._wire import _error_body, _plan, _retry_after, _stream_events, _unary_body
+from edge.testing._wire import (
+    ACCOUNT_ERRORS,
+    _error_body,
+    _retry_after,
+    _stream_events,
+    _unary_body,
+    completion_plan,
+    refusal,
+)
 from edge.testing.providers import Fault
 
 __all__ = ["Hosts", "ProviderTransport", "Seen"]
@@ -49,6 +58,8 @@ class ProviderTransport(httpx.AsyncBaseTransport):
     kind: str = "openai"
     reply: str | Callable[[dict], str] = "Hello from the in-process provider."
     requests: list[Seen] = field(default_factory=list)
+    official: bool = False        # hold OpenAI's own limits, as ProviderServer(official=True)
+    prefill: bool | None = None   # continue a final assistant turn (default: openai, not official)
     _fault: Fault | None = None
     _seen: int = 0
 
@@ -74,20 +85,31 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             status = fault.status if fault.kind == "status" else 403 if self.kind == "gemini" else 401
             headers = {"Retry-After": _retry_after(fault.retry_after)} if fault.retry_after is not None else {}
             return httpx.Response(status, headers=headers, json=_error_body(self.kind, status))
+        if fault is not None and fault.kind == "account":
+            status, message, code = ACCOUNT_ERRORS[self.kind]
+            return httpx.Response(status, json=_error_body(self.kind, status, message, code=code))
         if request.method == "GET":
             return httpx.Response(200, json={"object": "list", "data": []})
+        why = refusal(self.kind, body or {}, version=request.headers.get("anthropic-version", ""),
+                      official=self.official, prefill=self._prefills)
+        if why is not None:
+            return httpx.Response(400, json=_error_body(self.kind, 400, why))
         return self._answer(request, body or {}, fault)
 
+    @property
+    def _prefills(self) -> bool:
+        return (self.kind == "openai" and not self.official) if self.prefill is None else self.prefill
+
     def _answer(self, request: httpx.Request, body: dict, fault: Fault | None) -> httpx.Response:
-        text = self.reply(body) if callable(self.reply) else self.reply
-        plan = _plan(self.kind, body, text)
         path = request.url.path
         in_path = re.search(r"models/([^/:]+)", path)
         model = in_path.group(1) if self.kind == "gemini" and in_path else str(body.get("model"))
+        plan = completion_plan(self.kind, body, self.reply, model, prefill=self._prefills, fault=fault)
         broken = fault.kind if fault is not None else ""
         if body.get("stream") is True or path.endswith(":streamGenerateContent"):
+            events = _stream_events(self.kind, plan, model, body, broken != "no_done")
             return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                                  stream=_Stream(_stream_events(self.kind, plan, model, body), broken, fault))
+                                  stream=_Stream(events, broken, fault))
         if broken == "malformed_json":
             return httpx.Response(200, content=b'{"id": "malformed", "choices": [{"message": {"content": "unter')
         return httpx.Response(200, json=_unary_body(self.kind, plan, model))
