@@ -104,6 +104,36 @@ model = "test-model"
         cloud.stop()
 
 
+def test_a_blocked_remote_answer_is_content_filter_on_the_http_door(daemon_factory):
+    """Both doors carry the provider's block: finish_reason content_filter, unary and streamed."""
+    from edge.testing.providers import Fault
+
+    cloud = ProviderServer("anthropic", reply="one two three four five").start()
+    cloud.set_fault(Fault("blocked", after_events=2))
+    try:
+        d = daemon_factory(http_config(extra=f"""
+[routing]
+strategy = "chain"
+
+[[cloud]]
+name = "claude"
+kind = "anthropic"
+base_url = "{cloud.base_url}"
+model = "test-model"
+"""))
+        client = sdk(d)
+        msgs = [{"role": "user", "content": "hi"}]
+        r = client.chat.completions.create(model="auto", messages=msgs)
+        assert r.choices[0].finish_reason == "content_filter" and r.choices[0].message.content == "one two"
+        chunks = list(client.chat.completions.create(model="auto", messages=msgs, stream=True))
+        assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+            "content_filter"]
+        final = d.client().ask("hi", timeout=10)  # the gRPC door
+        assert final.finish_reason == "content_filter"
+    finally:
+        cloud.stop()
+
+
 def test_http_shares_the_doors_and_the_ledger(daemon_factory, tmp_path):
     tokens = write_private(tmp_path / "tokens", f"sdk-app {TOKEN_A}\n")
     d = daemon_factory(http_config(extra=f'[security]\ntokens_file = "{tokens}"\nrate_limit_per_s = 0.2\n'
