@@ -16,8 +16,10 @@ llama.cpp buffers and gRPC channels settle. rss_growth = rss_end / rss_start - 1
 from the first sample after warm-up to one taken once every answer is in (target
 <= 0.10); rss_peak_mb is over all samples. Per minute (by send time): requests,
 p50/p99 of the ok ones, the minute's last RSS sample. Prints one JSON object and
-draws docs/soak.png (or --png). Exits 0 whether or not the target is met (it
-reports, it is not a test); non-zero only if the daemon died.
+draws a PNG (--png): the full default run updates the tracked docs/soak.png; a
+--quick or shortened run writes benchmarks/results/soak_quick.png (or soak.png),
+which git ignores. Exits 0 whether or not the target is met (it reports, it is
+not a test); non-zero only if the daemon died.
 
     .venv/bin/python benchmarks/soak.py --quick      # 2 minutes, 120 requests
     .venv/bin/python benchmarks/soak.py              # 10 minutes, 600 requests
@@ -178,6 +180,16 @@ def plot(samples: list[tuple[float, float]], per_minute: list[dict[str, float | 
     plt.close(fig)
 
 
+def default_png(*, quick: bool, shortened: bool) -> Path:
+    """Only the documented full run may replace the tracked docs/soak.png; anything
+    shorter goes to benchmarks/results/ (git-ignored)."""
+    if quick:
+        return ROOT / "benchmarks" / "results" / "soak_quick.png"
+    if shortened:
+        return ROOT / "benchmarks" / "results" / "soak.png"
+    return ROOT / "docs" / "soak.png"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 minutes, 120 requests, 20%% warm-up")
@@ -186,8 +198,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--sample-s", type=float, default=0.0, help="RSS sampling period (default 5 s; 2 s with --quick)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--png", type=Path, default=ROOT / "docs" / "soak.png")
+    ap.add_argument("--png", type=Path, default=None,
+                    help="where to draw the plot (default: docs/soak.png for the full run, "
+                         "benchmarks/results/ otherwise)")
     args = ap.parse_args()
+    if args.png is None:
+        args.png = default_png(quick=args.quick, shortened=bool(args.minutes or args.requests))
     minutes = args.minutes or (2.0 if args.quick else 10.0)
     n = args.requests or (120 if args.quick else 600)
     every = args.sample_s or (2.0 if args.quick else 5.0)

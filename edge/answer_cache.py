@@ -9,6 +9,12 @@ Within a partition the last user message is matched exactly (after whitespace
 normalization) or, failing that, by cosine similarity of its MiniLM embedding
 against `threshold`.
 
+A semantic candidate must also pass `guard` when one is given (edge.cache_guard: the
+same question, not its negation, reverse or another number); a refused candidate
+makes way for the next best. The guard reads each entry's prompt, stored with it;
+entries from databases older than that column have none and are never semantic hits
+under a guard (exact hits are unaffected).
+
 Each partition's embeddings are kept in memory as one normalized matrix, so a
 semantic lookup is one matrix-vector product (about 10k x 384 floats at most); SQLite
 holds the entries across restarts. Expired entries are skipped at lookup and purged on
@@ -23,6 +29,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +88,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL, scope TEXT NOT NULL, context TEXT NOT NULL, key TEXT NOT NULL,
-    embedding BLOB,
+    embedding BLOB, prompt TEXT,
     text TEXT NOT NULL, finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, tier TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL,
     created REAL NOT NULL, expires REAL NOT NULL, last_used REAL NOT NULL
@@ -93,6 +100,12 @@ CREATE INDEX IF NOT EXISTS answers_expiry ON answers (expires);
 """
 
 _COLUMNS = "last_used, text, finish_reason, prompt_tokens, completion_tokens, tier, backend, model, created"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Databases from before the `prompt` column gain it; their rows keep NULL there."""
+    if "prompt" not in {r[1] for r in db.execute("PRAGMA table_info(answers)")}:
+        db.execute("ALTER TABLE answers ADD COLUMN prompt TEXT")
 
 
 class _Partition:
@@ -150,16 +163,22 @@ _TOUCH_EVERY_S = 60.0
 
 class AnswerCache:
     def __init__(self, path: Path | str, *, ttl_s: float, max_entries: int, threshold: float,
-                 embed: Callable[[str], np.ndarray] | None = None, clock: Callable[[], float] = time.time) -> None:
-        """`embed` maps a prompt to a unit vector; without it only exact matches are served."""
+                 embed: Callable[[str], np.ndarray] | None = None, clock: Callable[[], float] = time.time,
+                 guard: Callable[[str, str], str | None] | None = None) -> None:
+        """`embed` maps a prompt to a unit vector; without it only exact matches are served.
+        `guard(cached prompt, new prompt)` names why a semantic candidate may not serve
+        (None: it may); without it similarity alone decides."""
         self.ttl_s, self.max_entries, self.threshold = ttl_s, max_entries, threshold
-        self.embed, self._clock = embed, clock
+        self.embed, self._clock, self.guard = embed, clock, guard
+        # Semantic candidates the guard refused, by reason ("no_prompt": a row too old to check).
+        self.refused: Counter[str] = Counter()
         # Every tenant's answers: readable by this user only (edge.private_files).
         private_state_file(Path(path), own_dir=False)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._partitions: dict[tuple[str, str, str], _Partition] = {}
         self._count = int(self._db.execute("SELECT count(*) FROM answers").fetchone()[0])
 
@@ -194,6 +213,10 @@ class AnswerCache:
             return CachedAnswer(*row[2:], kind="exact", similarity=1.0)
         if exact_only or (self.embed is None and vector is None):
             return None
+        return self._semantic(q, now, self.threshold if threshold is None else threshold, vector, tier_sql, tier_args)
+
+    def _semantic(self, q: CacheQuery, now: float, limit: float, vector: np.ndarray | None, tier_sql: str,
+                  tier_args: tuple[str, ...]) -> CachedAnswer | None:
         part = self._partition(q)
         if part.ids.size == 0:
             return None
@@ -201,15 +224,21 @@ class AnswerCache:
         sims = part.vectors @ vec
         sims[part.expires <= now] = -1.0
         order = np.argsort(-sims)
-        limit = self.threshold if threshold is None else threshold
-        for i in order[:8]:  # the best few: the first may be of a tier the caller excludes
+        for i in order[:8]:  # the best few: the first may be of a tier the caller excludes, or refused
             if sims[i] < limit:
                 return None
-            row = self._db.execute(f"SELECT id, {_COLUMNS} FROM answers WHERE id = ?{tier_sql}",
+            row = self._db.execute(f"SELECT id, {_COLUMNS}, prompt FROM answers WHERE id = ?{tier_sql}",
                                    (int(part.ids[i]), *tier_args)).fetchone()
-            if row is not None:
-                self._touch(row, now)
-                return CachedAnswer(*row[2:], kind="semantic", similarity=float(sims[i]))
+            if row is None:
+                continue
+            *fields, cached_prompt = row[2:]
+            if self.guard is not None:
+                reason = "no_prompt" if cached_prompt is None else self.guard(cached_prompt, q.prompt)
+                if reason is not None:
+                    self.refused[reason] += 1
+                    continue
+            self._touch(row, now)
+            return CachedAnswer(*fields, kind="semantic", similarity=float(sims[i]))
         return None
 
     def _touch(self, row: tuple[Any, ...], now: float) -> None:
@@ -236,6 +265,9 @@ class AnswerCache:
         if vector is None:
             vector = self.vector(q)
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+        # The prompt is kept for the guard of semantic hits. No new exposure: the file
+        # already holds every tenant's answers, is private to this user, and the prompt
+        # goes when its entry does (TTL, LRU, replacement).
         with self._db:
             old = self._db.execute("SELECT id FROM answers WHERE tenant = ? AND scope = ? AND key = ?",
                                    (q.tenant, q.scope, q.key)).fetchone()
@@ -243,11 +275,12 @@ class AnswerCache:
                 self._db.execute("DELETE FROM answers WHERE id = ?", old)
                 self._count -= 1
             cur = self._db.execute(
-                "INSERT INTO answers (tenant, scope, context, key, embedding, text, finish_reason, prompt_tokens, "
-                "completion_tokens, tier, backend, model, created, expires, last_used) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (q.tenant, q.scope, q.context, q.key, blob, answer.text, answer.finish_reason, answer.prompt_tokens,
-                 answer.completion_tokens, answer.tier, answer.backend, answer.model, now, now + self.ttl_s, now))
+                "INSERT INTO answers (tenant, scope, context, key, embedding, prompt, text, finish_reason, "
+                "prompt_tokens, completion_tokens, tier, backend, model, created, expires, last_used) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (q.tenant, q.scope, q.context, q.key, blob, q.prompt, answer.text, answer.finish_reason,
+                 answer.prompt_tokens, answer.completion_tokens, answer.tier, answer.backend, answer.model, now,
+                 now + self.ttl_s, now))
             self._count += 1
             self._evict(now)
         part = self._partitions.get((q.tenant, q.scope, q.context))

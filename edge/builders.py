@@ -34,9 +34,10 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
                            load_delay_s=entry.fake_load_delay_ms / 1000,
                            n_ctx=n_ctx, queue_size=local.queue_size, queue_per_client=local.queue_per_client,
                            logprob=entry.fake_logprob)
-    from edge.backends.llama import LlamaBackend
+    from edge.backends.base import Message
+    from edge.backends.llama import DEFAULT_TEMPERATURE, LlamaBackend
 
-    sha256, size = entry.sha256, None
+    sha256, size, spec = entry.sha256, None, None
     if entry.path:
         path = Path(entry.path).expanduser()
     else:
@@ -53,9 +54,12 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
                     expected_size=size)
     elif not path.is_file():
         raise ModelNotFound(f"model {entry.name!r}: file {path} does not exist")
+    primer = tuple(Message(role, text) for role, text in spec.primer) if spec is not None and entry.primer else ()
+    temperature = entry.temperature if entry.temperature is not None else (
+        spec.temperature if spec is not None and spec.temperature is not None else DEFAULT_TEMPERATURE)
     return LlamaBackend(entry.name, path, sha256=sha256, n_ctx=n_ctx, n_threads=local.n_threads,
                         n_gpu_layers=local.n_gpu_layers, chat_format=entry.chat_format, queue_size=local.queue_size,
-                        queue_per_client=local.queue_per_client)
+                        queue_per_client=local.queue_per_client, primer=primer, temperature=temperature)
 
 
 def build_remote(entry: RemoteEntry, tier: Tier, settings: Settings, *,

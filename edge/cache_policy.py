@@ -6,7 +6,8 @@ shared with whom. A request's partition is its tenant (authenticated client) and
 data scope: "local" when the request must stay on the device (LOCAL_ONLY,
 routing.local_only, or personal data kept local by the PII guard), "any" otherwise.
 CLOUD_ONLY requests never read the cache (they asked for a remote model), but their
-answers are stored.
+answers are stored. With `cache.guard` on, a semantic hit must also pass
+edge.cache_guard: a prompt that negates, reverses or renumbers the cached one is a miss.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from edge.answer_cache import AnswerCache, CachedAnswer, CacheQuery
 from edge.backends.base import Backend, Chunk, GenerationRequest
+from edge.cache_guard import meaning_change
 from edge.config import Settings
 from edge.router.classifier import last_user_message
 from edge.types import REMOTE_TIERS, CacheInfo, Preference, Request, ServedBy, Tier
@@ -54,8 +56,11 @@ class CachePolicy:
         c = settings.cache
         self.settings = settings
         self.encoder = encoder if c.semantic else None
+        # The guard covers every semantic lookup, the degradation path's looser one too: an
+        # answer to "turn off X" is no better for "turn on X" when the network is down.
         self.cache = AnswerCache(path, ttl_s=c.ttl_s, max_entries=c.max_entries, threshold=c.threshold,
-                                 embed=self.encoder.embed if self.encoder is not None else None)
+                                 embed=self.encoder.embed if self.encoder is not None else None,
+                                 guard=meaning_change if c.guard else None)
         # One thread owns the SQLite connection and the in-memory matrices.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache")
 

@@ -81,6 +81,11 @@ class ModelSpec(BaseModel):
     license: str
     chat_format: str = "gguf-metadata"
     context_length: int = 0
+    # What this model needs to answer well at its size, measured (benchmarks/first_answer.py):
+    # an example exchange put before a conversation's first turn ([role, text] pairs), and
+    # the sampling temperature for requests that set none.
+    primer: list[tuple[Literal["user", "assistant"], str]] = Field(default_factory=list)
+    temperature: float | None = Field(None, ge=0, le=2)
     # What the file is: "gguf" (a llama.cpp model; header-checked), "onnx" or "json"
     # (router files; sha256 only).
     format: ModelFormat = "gguf"

@@ -5,20 +5,85 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from edge.client import DEFAULT_TARGET
+
 __all__ = ["main"]
+
+USAGE_ERROR = 2  # argparse's exit status for a bad command line; ours for bad input too
 
 
 def _err(msg: str) -> None:
     print(f"edge: {msg}", file=sys.stderr)
 
 
+class _InputError(Exception):
+    """Bad input found after parsing (an unreadable --token-file): one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line naming the option (no usage block)."""
+
+    def error(self, message: str) -> Any:
+        if message.startswith("argument "):
+            # "argument --max-tokens: must be ..." -> "edge: --max-tokens: must be ..."
+            self.exit(USAGE_ERROR, f"edge: {message.removeprefix('argument ')}\n")
+        self.exit(USAGE_ERROR, f"edge: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type[int] | type[float], lo: float, hi: float, *, above: bool = False, unit: str = "") -> Any:
+    """An argparse type: an int or a finite float in [lo, hi] (or (lo, hi] when `above`)."""
+    what = "an integer" if kind is int else "a number"
+    limits = f"between {lo} and {hi}" if kind is int else \
+        f"more than {lo:g} and at most {hi:g}" if above else f"between {lo:g} and {hi:g}"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what} {limits}{unit}, got {text!r}") from None
+        if not math.isfinite(value) or not (lo < value if above else lo <= value) or value > hi:
+            raise argparse.ArgumentTypeError(f"must be {limits}{unit}, got {text}")
+        return value
+
+    return parse
+
+
+def _wire(field: str) -> Any:
+    """An argparse type for an integer request field: what the wire can carry (edge.client.WIRE_LIMITS),
+    and for max_tokens no less than 0 (0 = the daemon's default)."""
+    from edge.client import WIRE_LIMITS
+
+    lo, hi = WIRE_LIMITS[field]
+    return _number(int, max(lo, 0) if field == "max_tokens" else lo, hi)
+
+
+def _sampling(text: str) -> float:
+    """--temperature / --top-p: a finite number a float32 carries; the daemon names its own range."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+# Sampling values are checked here only as far as the wire can carry them: their ranges are
+# the daemon's to enforce (edge/validation.py), and its INVALID_ARGUMENT names the limit.
+_FLOAT32_MAX = 3.4028234663852886e38
+_TIMEOUT = _number(float, 0.0, 86_400.0, above=True, unit=" seconds")
+_DAYS = _number(int, 1, 36_500)
+
+
 def _target(args: argparse.Namespace) -> str:
-    return args.target or os.environ.get("EDGE_TARGET") or "127.0.0.1:50051"
+    return args.target or os.environ.get("EDGE_TARGET") or DEFAULT_TARGET
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -31,8 +96,44 @@ def _client(args: argparse.Namespace) -> Any:
     token = os.environ.get("EDGE_TOKEN") or None
     token_file = args.token_file or os.environ.get("EDGE_TOKEN_FILE")
     if token_file:
-        token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
-    return Client(_target(args), token=token, ca_file=args.ca, cert_file=args.cert, key_file=args.key)
+        option = "--token-file" if args.token_file else "EDGE_TOKEN_FILE"
+        try:
+            token = Path(token_file).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _InputError(f"{option}: cannot read {token_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if bool(args.cert) != bool(args.key):
+        raise _InputError("--cert and --key go together (mutual TLS): give both or neither")
+    try:
+        return Client(_target(args), token=token, ca_file=args.ca, cert_file=args.cert, key_file=args.key)
+    except OSError as exc:
+        option = {args.ca: "--ca", args.cert: "--cert", args.key: "--key"}.get(exc.filename, "TLS file")
+        raise _InputError(f"{option}: cannot read {exc.filename}: {exc.strerror or exc}") from None
+
+
+def _why_unreachable(target: str) -> str | None:
+    """Why nothing accepts a connection at a gRPC `target` (e.g. "connection refused"),
+    or None when something does or the address is not one a plain socket can try."""
+    address = target
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if address.startswith(scheme):
+            address = address[len(scheme):]
+            break
+    try:
+        if address.startswith("unix:"):
+            path = address[len("unix:"):]
+            path = path[2:] if path.startswith("//") else path  # unix:///abs/path
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2.0)
+                s.connect(path)
+        else:
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                return None
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2.0).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return reason[:1].lower() + reason[1:]
+    return None
 
 
 def _add_connection_args(p: argparse.ArgumentParser) -> None:
@@ -95,7 +196,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # -- ask / status -------------------------------------------------------------------------
 
-def _print_rpc_error(exc: Any) -> int:
+def _print_rpc_error(exc: Any, args: argparse.Namespace) -> int:
+    import grpc
+
+    target = _target(args)
+    unreached = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    if unreached and (why := _why_unreachable(target)) is not None:
+        # gRPC's "failed to connect to all addresses" says neither what is wrong nor what to do.
+        where = f"{target} (the default address)" if target == DEFAULT_TARGET and not args.target \
+            and not os.environ.get("EDGE_TARGET") else target
+        _err(f"no daemon at {where}: {why}; start one with `edge serve`, or point --target "
+             f"(or $EDGE_TARGET) at the address it listens on")
+        return 1
     _err(f"{exc.code().name}: {exc.details()}")
     return 1
 
@@ -105,9 +217,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
-    kw: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed,
-                          "model": args.model, "system": args.system, "preference": args.preference,
-                          "stop": args.stop or ()}
+    kw: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
+                          "seed": args.seed, "model": args.model, "system": args.system,
+                          "preference": args.preference, "stop": args.stop or ()}
     with _client(args) as client:
         try:
             if args.stream:
@@ -125,7 +237,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 return 0
             response = client.ask(prompt, timeout=args.timeout, **kw)
         except grpc.RpcError as exc:
-            return _print_rpc_error(exc)
+            return _print_rpc_error(exc, args)
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True))
     else:
@@ -144,7 +256,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             health = health_pb2_grpc.HealthStub(client._channel).Check(  # noqa: SLF001 - same channel
                 health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
         except grpc.RpcError as exc:
-            return _print_rpc_error(exc)
+            return _print_rpc_error(exc, args)
     health_name = health_pb2.HealthCheckResponse.ServingStatus.Name(health.status)
     if args.json:
         out = json_format.MessageToDict(status, preserving_proto_field_name=True)
@@ -407,16 +519,31 @@ def cmd_config_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_epilog() -> str:
+    """serve --help's list of the environment variables it reads (from the schema's table)."""
+    from edge.config import ENV_OVERRIDES
+
+    rows = [(var, f"{section}.{key}" if section else key) for var, (section, key) in ENV_OVERRIDES.items()]
+    rows.append(("EDGE_LEDGER", "the ledger file, when ledger_path is empty"))
+    width = max(len(var) for var, _ in rows) + 2
+    return ("environment (each overrides its key in the config file):\n"
+            + "\n".join(f"  {var:{width}}{key}" for var, key in rows))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edge import __version__
+    from edge.config import ServerSettings
 
-    p = argparse.ArgumentParser(prog="edge", description="Hybrid LLM router daemon for edge devices.")
+    p = _Parser(prog="edge", description="Hybrid LLM router daemon for edge devices.")
     p.add_argument("--version", action="version", version=f"edge {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the daemon in the foreground")
+    s = sub.add_parser("serve", help="run the daemon in the foreground", epilog=_serve_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
-    s.add_argument("--listen", help="override server.listen, e.g. 127.0.0.1:0")
+    s.add_argument("--listen", metavar="HOST:PORT",
+                   help=f"address to listen on, overriding server.listen and $EDGE_LISTEN (default: "
+                        f"{ServerSettings.model_fields['listen'].default}); port 0 picks a free port")
     s.add_argument("--address-file", help="write the bound addresses as JSON here once listening")
     s.set_defaults(func=cmd_serve)
 
@@ -424,21 +551,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("prompt", help="the user message ('-' reads stdin)")
     _add_connection_args(a)
     a.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-    a.add_argument("--max-tokens", type=int, default=0, help="tokens to generate at most (0 = daemon default)")
-    a.add_argument("--temperature", type=float)
-    a.add_argument("--seed", type=int)
+    a.add_argument("--max-tokens", type=_wire("max_tokens"), default=0,
+                   help="tokens to generate at most (0 = daemon default; the daemon caps it at limits.max_tokens_cap)")
+    a.add_argument("--temperature", type=_sampling, help="sampling temperature, 0 to 2 (default: the model's)")
+    a.add_argument("--top-p", type=_sampling, help="nucleus sampling, more than 0 and at most 1 (default: 0.95)")
+    a.add_argument("--seed", type=_wire("seed"), help="fixed sampling seed, 0 to 4294967295, for repeatable answers")
     a.add_argument("--stop", action="append", help="stop sequence (repeatable)")
     a.add_argument("--system", help="a system message to send first")
     a.add_argument("--model", default="", help="model name (default: the daemon's default)")
-    a.add_argument("--preference", default="auto", choices=["auto", "local_only", "cloud_only"])
-    a.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
+    a.add_argument("--preference", default="auto", choices=["auto", "local_only", "cloud_only"],
+                   help="where it may be served: auto (the router decides; the default), local_only (never leaves "
+                        "this device), cloud_only (a remote tier only)")
+    a.add_argument("--timeout", type=_TIMEOUT, default=120.0, help="deadline in seconds (default: 120)")
     a.add_argument("--json", action="store_true", help="print the whole response: served-by, timings, trace")
     a.set_defaults(func=cmd_ask)
 
     st = sub.add_parser("status", help="show models, queues and health of a running daemon")
     _add_connection_args(st)
-    st.add_argument("--timeout", type=float, default=10.0)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--timeout", type=_TIMEOUT, default=10.0, help="deadline in seconds (default: 10)")
+    st.add_argument("--json", action="store_true", help="print the status as JSON")
     st.set_defaults(func=cmd_status)
 
     m = sub.add_parser("models", help="pull and list local models")
@@ -449,12 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--name", help="with --from: the name to install a custom GGUF under")
     mp.add_argument("--force", action="store_true", help="fetch again even when a verified copy exists")
     mp.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
-    mp.add_argument("--config", "-c")
+    mp.add_argument("--config", "-c", help="TOML config file whose local.models_dir to use")
     mp.set_defaults(func=cmd_models_pull)
     ml = msub.add_parser("list", help="show installed models and whether they verify")
-    ml.add_argument("--dir")
-    ml.add_argument("--config", "-c")
-    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
+    ml.add_argument("--config", "-c", help="TOML config file whose local.models_dir to use")
+    ml.add_argument("--json", action="store_true", help="print the list as JSON")
     ml.set_defaults(func=cmd_models_list)
 
     b = sub.add_parser("bundle", help="make or install an offline bundle (wheels, models, config)")
@@ -467,14 +598,14 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--wheel-cache", help="where scripts/setup.sh keeps the llama-cpp-python build "
                                           "(default: $EDGE_WHEEL_CACHE or ~/.cache/edge/wheels)")
     bc.add_argument("--dir", help="models directory to take the models from (default: config, $EDGE_MODELS_DIR or the user cache)")
-    bc.add_argument("--config", "-c")
+    bc.add_argument("--config", "-c", help="TOML config file whose local.models_dir to take the models from")
     bc.add_argument("--sign-key", help="Ed25519 private key (edge bundle keygen): writes SHA256SUMS and its signature")
     bc.set_defaults(func=cmd_bundle_create)
     bi = bsub.add_parser("install", help="verify a bundle, install its models and its config (edge itself: see install.sh)")
-    bi.add_argument("src", metavar="DIR")
+    bi.add_argument("src", metavar="DIR", help="the bundle folder (made by edge bundle create)")
     bi.add_argument("--config-dest", help="copy the bundle's edge.toml here unless a file exists there")
     bi.add_argument("--dir", help="models directory (default: config, $EDGE_MODELS_DIR or the user cache)")
-    bi.add_argument("--config", "-c")
+    bi.add_argument("--config", "-c", help="TOML config file whose local.models_dir to install the models into")
     bi.add_argument("--public-key", help="refuse the bundle unless its SHA256SUMS.sig verifies with this Ed25519 "
                                          "public key and every file matches SHA256SUMS")
     bi.set_defaults(func=cmd_bundle_install)
@@ -482,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("dir", metavar="DIR", help="where to write edge-bundle.key (0600) and edge-bundle.pub")
     bk.set_defaults(func=cmd_bundle_keygen)
     bv = bsub.add_parser("verify", help="check a bundle's signature and files without installing anything")
-    bv.add_argument("src", metavar="DIR")
+    bv.add_argument("src", metavar="DIR", help="the bundle folder to check")
     bv.add_argument("--public-key", required=True, help="the Ed25519 public key the bundle must be signed with")
     bv.set_defaults(func=cmd_bundle_verify)
 
@@ -491,9 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("rest", nargs=argparse.REMAINDER)
 
     u = sub.add_parser("usage", help="spend and routing by day, from the ledger")
-    u.add_argument("--config", "-c")
-    u.add_argument("--days", type=int, default=7)
-    u.add_argument("--json", action="store_true")
+    u.add_argument("--config", "-c", help="TOML config file (its ledger_path and budgets)")
+    u.add_argument("--days", type=_DAYS, default=7, help="days to show, today included (default: 7)")
+    u.add_argument("--json", action="store_true", help="print the days as JSON")
     u.set_defaults(func=cmd_usage)
 
     from edge.router_cli import add_parsers as add_router_parsers
@@ -503,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="validate a config file or print the schema")
     csub = c.add_subparsers(dest="config_command", required=True)
     cc = csub.add_parser("check", help="validate a TOML config file")
-    cc.add_argument("file")
+    cc.add_argument("file", help="the TOML file to check (EDGE_* variables in the environment apply too)")
     cc.add_argument("--show", action="store_true", help="print the effective settings")
     cc.set_defaults(func=cmd_config_check)
     cs = csub.add_parser("schema", help="print every option with its default and description")
@@ -517,10 +648,19 @@ def main(argv: list[str] | None = None) -> int:
         # The profiler owns its options (argparse cannot pass "--help" through REMAINDER).
         from edge.profiler import main as profile_main
 
-        return profile_main(argv[1:])
+        return profile_main(argv[1:], prog="edge profile")
+    from edge.errors import EdgeError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except _InputError as exc:
+        _err(str(exc))
+        return USAGE_ERROR
+    except EdgeError as exc:
+        # A command that does not report its own (e.g. a bad config read for models_dir): one line, not a traceback.
+        _err(str(exc))
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

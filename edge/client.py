@@ -19,7 +19,7 @@ import grpc
 from edge.v1 import router_pb2 as pb
 from edge.v1 import router_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "AsyncClient", "build_request", "DEFAULT_TARGET"]
+__all__ = ["Client", "AsyncClient", "build_request", "DEFAULT_TARGET", "WIRE_LIMITS"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 Messages = str | Sequence[tuple[str, str]] | Sequence[dict[str, str]]
@@ -44,11 +44,27 @@ def _messages(prompt: Messages, system: str | None) -> list[pb.ChatMessage]:
     return out
 
 
+# What the wire's integer fields can carry (router.proto: int32, int64, uint32). The daemon
+# checks its own, tighter, limits and names the field (a negative max_tokens included).
+WIRE_LIMITS = {"max_tokens": (-(2**31), 2**31 - 1), "seed": (-(2**63), 2**63 - 1), "max_latency_ms": (0, 2**32 - 1)}
+
+
+def _check_wire_ranges(**values: int | None) -> None:
+    for name, value in values.items():
+        lo, hi = WIRE_LIMITS[name]
+        if value is not None and not lo <= value <= hi:
+            raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+
+
 def build_request(prompt: Messages, *, system: str | None = None, max_tokens: int = 0,
                   temperature: float | None = None, top_p: float | None = None, stop: Sequence[str] = (),
                   seed: int | None = None, model: str = "", preference: str = "auto",
                   max_latency_ms: int = 0, max_cost_usd: float = 0.0, request_id: str = "") -> pb.GenerateRequest:
-    """A GenerateRequest from a prompt string or (role, content) pairs."""
+    """A GenerateRequest from a prompt string or (role, content) pairs.
+
+    Raises ValueError naming the argument when a number does not fit its wire field
+    (protobuf's own error names neither)."""
+    _check_wire_ranges(max_tokens=max_tokens, seed=seed, max_latency_ms=max_latency_ms)
     params = pb.GenerationParams(max_tokens=max_tokens, stop=list(stop))
     if temperature is not None:
         params.temperature = temperature

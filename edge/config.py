@@ -6,6 +6,8 @@ description; `edge config check` and the environment overrides read this schema.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import tomllib
@@ -79,6 +81,8 @@ class ModelEntry(_Section):
     sha256: str = Field("", description="Expected sha256 of the file; checked at start when given")
     backend: Literal["llama", "fake"] = Field("llama", description="'llama' serves the GGUF with llama.cpp; 'fake' is the built-in test backend")
     chat_format: str = Field("", description="llama-cpp-python chat format name; empty = the template in the GGUF metadata")
+    primer: bool = Field(True, description="Put the manifest's example exchange for this model before a conversation's first turn (the default model answers in English and to the point with it; README, 'The first answer')")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature for requests that set none; empty = the manifest's for this model, else 0.8")
     n_ctx: int = Field(0, ge=0, le=1_048_576, description="Context length in tokens; 0 = the local default")
     fake_reply: str = Field("", description="fake backend: the reply to send; empty = echo the last user message")
     fake_token_delay_ms: float = Field(0.0, ge=0, le=60_000, description="fake backend: delay before each token")
@@ -236,6 +240,7 @@ class CacheSettings(_Section):
     semantic: bool = Field(True, description="Also match prompts by MiniLM embedding cosine similarity (needs the router's encoder installed)")
     threshold: float = Field(0.95, gt=0, le=1, description="Cosine similarity at or above which a cached answer serves a different prompt")
     fallback_threshold: float = Field(0.88, gt=0, le=1, description="With no remote tier reachable and an unconfident local answer, a cached remote answer this close is served instead")
+    guard: bool = Field(True, description="Refuse a semantic hit when the two prompts differ in negation, an antonym, a number or the order around to/from/than/by (edge.cache_guard)")
     ttl_s: float = Field(86_400.0, gt=0, le=365 * 86_400, description="Seconds a cached answer stays valid")
     max_entries: int = Field(10_000, ge=1, le=10_000_000, description="Entries kept; the least recently used go first")
 
@@ -390,20 +395,116 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
         target[key] = environ[var]
 
 
-def _describe(err: ValidationError, origin: str) -> str:
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema model that holds the keys at `loc` (a pydantic error location), or None."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an index into an array of tables: same model
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            model = args[0]
+        else:
+            return None
+    return model
+
+
+def _key_paths(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every key of the schema as a dotted path ("local.queue_size"), arrays of tables excluded."""
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _key_paths(ann, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def _suggest(loc: tuple[Any, ...]) -> str:
+    """"; did you mean X?" for an unknown key: a near spelling in the same section, else
+    the same key in another section (a key put in the wrong table)."""
+    parent, key = loc[:-1], str(loc[-1])
+    section = _section_at(parent)
+    prefix = "".join(f"{p}." for p in parent)
+    if section is not None:
+        close = difflib.get_close_matches(key, list(section.model_fields), n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean {prefix}{close[0]}?"
+    elsewhere = [p for p in _key_paths() if p.rpartition(".")[2] == key]
+    return f"; did you mean {elsewhere[0]}?" if len(elsewhere) == 1 else ""
+
+
+def _show(value: Any, env_var: str | None) -> str | None:
+    """A bad value as the user wrote it (TOML-like), or None for tables and arrays."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
+    else:
+        return None
+    return f"{env_var}={text}" if env_var else text
+
+
+def _describe(err: ValidationError, origin: str, env_paths: dict[tuple[str, ...], str]) -> str:
+    """One "key.path: why" line per problem. `env_paths` maps the locations an EDGE_*
+    variable set to that variable, so a bad value is blamed on where it came from."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
+        # "Value error, ..." is pydantic's wrapper around our own validators' messages.
+        why = str(e["ctx"]["error"]) if e["type"] == "value_error" and "error" in e.get("ctx", {}) \
+            else e["msg"].removeprefix("Value error, ")
         if not loc and e["type"] == "value_error":
             # Checks across sections (model validators) name their key path in the message.
-            lines.append(str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else e["msg"])
+            lines.append(why)
             continue
         loc = loc or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{loc}: unknown key")
+            lines.append(f"{loc}: unknown key{_suggest(e['loc'])}")
+            continue
+        if e["type"] == "missing":
+            lines.append(f"{loc}: required, not set")
+            continue
+        if e["type"] in ("model_type", "dict_type"):
+            why = "Input should be a table"
+        shown = _show(e.get("input"), env_paths.get(tuple(str(p) for p in e["loc"])))
+        if shown is None:
+            lines.append(f"{loc}: {why.replace('Input should', 'should', 1)}")
+        elif why.startswith("Input should"):
+            lines.append(f"{loc}: {shown} {why.replace('Input should', 'should', 1)}")
         else:
-            lines.append(f"{loc}: {e['msg']}")
+            lines.append(f"{loc}: {why} (got {shown})")
     return f"invalid config {origin}:\n  " + "\n  ".join(lines)
+
+
+def _check_default_model(settings: Settings, origin: str, env_var: str | None) -> None:
+    """`local.default_model` must name a [[local.models]] entry or a manifest model: else
+    the daemon would fail later blaming local.models, a key the user may never have set."""
+    name = settings.local.default_model
+    configured = [m.name for m in settings.local.models]
+    if not name or name in configured:
+        return
+    from edge.catalog import load_manifest  # lazy: edge.catalog imports this module
+
+    try:
+        manifest = [s.name for s in load_manifest().model if s.format == "gguf"]
+    except ConfigError:
+        return  # no manifest to check against; the daemon says so at start
+    if name in manifest:
+        return
+    value = f"{env_var}={json.dumps(name)}" if env_var else json.dumps(name)
+    known = ", ".join(dict.fromkeys(configured + manifest)) or "none"
+    raise ConfigError(f"invalid config {origin}:\n  local.default_model: {value} is not a known model; "
+                      f"known models: {known} (a GGUF of your own needs a [[local.models]] entry with that name)")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -427,7 +528,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: dict[str,
         except RecursionError:
             raise ConfigError(f"config file {path} is not valid TOML: arrays or tables nested too deeply") from None
     _apply_env(data, environ)
+    env_paths = {(section, key) if section else (key,): var
+                 for var, (section, key) in ENV_OVERRIDES.items() if var in environ}
+    if path is None and env_paths:
+        origin = "(defaults and EDGE_* environment variables)"
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from exc
+        raise ConfigError(_describe(exc, origin, env_paths)) from exc
+    _check_default_model(settings, origin, env_paths.get(("local", "default_model")))
+    return settings

@@ -192,11 +192,16 @@ class _Run:
                 prompt_s=max(0.0, clocking.first_at - self.started - final.queue_wait_s),
                 completion_tokens=final.completion_tokens, decode_s=ended - clocking.first_at,
                 service_s=ended - self.started - final.queue_wait_s)
-        cost = 0.0 if cache_info is not None else e.runtime.cost_gate.cost_of(
+        cost_of = e.runtime.cost_gate.cost_of
+        cost = 0.0 if cache_info is not None else cost_of(
             cand, final.prompt_tokens, final.completion_tokens, ended - self.started)
+        # A stream that failed over mid-answer: every backend that sent part of it is counted.
+        cost += sum(cost_of(s.candidate, s.prompt_tokens, s.completion_tokens, 0.0) for s in served.spent)
         result = Result(request_id=plan.request.request_id, text="".join(self.parts),
-                        finish_reason=final.finish_reason or "", prompt_tokens=final.prompt_tokens,
-                        completion_tokens=final.completion_tokens, tier=cand.tier, backend=cand.name,
+                        finish_reason=final.finish_reason or "",
+                        prompt_tokens=final.prompt_tokens + sum(s.prompt_tokens for s in served.spent),
+                        completion_tokens=final.completion_tokens + sum(s.completion_tokens for s in served.spent),
+                        tier=cand.tier, backend=cand.name,
                         model=cand.model, timings=timings(clocking, served), trace=trace, degraded=degraded,
                         attempts=list(served.attempts), cost_usd=cost, cache=cache_info)
         self._store(plan, result)

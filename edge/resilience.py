@@ -101,6 +101,13 @@ class CircuitBreaker:
         """The half-open probe ended without a verdict (e.g. the client cancelled)."""
         self._probe_in_flight = False
 
+    def probe_failed(self) -> None:
+        """A background probe found the backend still down as its cooldown ends: stay open,
+        for longer, rather than let a client's request find out the slow way."""
+        if self.state == BreakerState.OPEN:
+            self._level += 1
+            self.open_until = self._clock() + self.cooldown_s
+
     def reset_for_probe(self) -> None:
         """An active probe found the backend reachable: let the next request through now."""
         if self.state == BreakerState.OPEN:

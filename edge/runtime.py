@@ -30,7 +30,7 @@ from edge.ledger import Ledger, default_ledger_path
 from edge.metrics import Metrics
 from edge.pipeline.candidates import RemoteState, probe_loop
 from edge.pricing import PriceTable
-from edge.resilience import Clock
+from edge.resilience import BreakerState, Clock
 from edge.router.estimates import LocalEstimate
 from edge.router.load import LoadMonitor, LoadSource
 from edge.snapshot import BackendSnapshot, BudgetSnapshot, ModelSnapshot, RouterFitSnapshot, Snapshot
@@ -55,7 +55,8 @@ class Injected:
 
     local: dict[str, LocalModel] | None = None        # local models by name, instead of [local] models
     transport: httpx.AsyncBaseTransport | None = None  # every remote backend's HTTP transport
-    clock: Clock | None = None                         # the breakers' clock
+    clock: Clock | None = None                         # the breakers' clock (then no background probe
+                                                       # runs: a test drives probe_once in its own time)
     load: LoadSource | None = None                    # device load (None with routing.device_load off)
     classifier: DifficultyClassifier | None = None     # the difficulty classifier, instead of loading one
     ledger: Ledger | None = None
@@ -65,6 +66,7 @@ class Injected:
 class Runtime:
     def __init__(self, settings: Settings, injected: Injected = Injected()) -> None:
         self.settings = settings
+        self._fake_clock = injected.clock is not None
         self.models_dir = default_models_dir(settings.local.models_dir)
         self.local, self.default_model = self._local_models(settings, injected)
         # Remote backends, in configured order. In offline (air-gapped) mode none is
@@ -115,7 +117,7 @@ class Runtime:
             t0 = time.perf_counter()
             await self.local[name].start()
             log.info("model loaded", extra={"model": name, "load_s": round(time.perf_counter() - t0, 3)})
-        if self.remotes:
+        if self.remotes and not self._fake_clock:
             self._spawn(probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
         self._spawn(self._seed_from_profiles())
         if self.load is not None:
@@ -248,10 +250,11 @@ class Runtime:
     # -- what status and metrics read -------------------------------------------------------
 
     def network(self) -> str:
-        """'local-only', 'offline', 'up' (a remote backend is usable) or 'down'."""
+        """'local-only' (no remote tier, or routing.local_only), 'offline', 'up' (a remote
+        backend is usable) or 'down'."""
         if self.settings.routing.offline and (self.settings.onprem or self.settings.cloud):
             return "offline"
-        if not self.remotes:
+        if not self.remotes or self.settings.routing.local_only:
             return "local-only"
         return "up" if any(st.usable for st in self.remotes.values()) else "down"
 
@@ -297,9 +300,20 @@ def _backend_snapshot(name: str, st: RemoteState) -> BackendSnapshot:
     b = st.breaker
     return BackendSnapshot(
         name=name, tier=st.tier, kind=st.backend.kind, model=st.backend.model, breaker=b.state,
-        consecutive_failures=b.consecutive_failures, breaker_opened_total=b.opened_total, retry_in_s=b.retry_in(),
+        consecutive_failures=b.consecutive_failures, breaker_opened_total=b.opened_total, retry_in_s=_retry_in(st),
         outstanding=st.outstanding, requests_total=st.requests_total, failures_total=st.failures_total,
-        out_of_rotation=st.out_of_rotation, capabilities=_capabilities(st.backend))
+        out_of_rotation=st.out_of_rotation, capabilities=_capabilities(st.backend), probing=st.probing)
+
+
+def _retry_in(st: RemoteState) -> float:
+    """Seconds until something can bring an open breaker back: its cooldown's end, or the
+    background probe's next look when that comes first; 0 while a probe is in flight."""
+    if st.breaker.state != BreakerState.OPEN or st.probing:
+        return 0.0
+    wait = st.breaker.retry_in()
+    if st.next_probe_at > 0:
+        wait = min(wait, max(0.0, st.next_probe_at - time.monotonic()))
+    return wait
 
 
 def _capabilities(backend: object) -> str:

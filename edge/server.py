@@ -173,7 +173,8 @@ def _backends(snap: Snapshot) -> list[pb.BackendStatus]:
         name=b.name, tier=_TIERS[b.tier], kind=b.kind, model=b.model, breaker=b.breaker,
         consecutive_failures=b.consecutive_failures, breaker_opened_total=b.breaker_opened_total,
         retry_in_s=b.retry_in_s, outstanding=b.outstanding, requests_total=b.requests_total,
-        failures_total=b.failures_total, out_of_rotation=b.out_of_rotation, capabilities=b.capabilities)
+        failures_total=b.failures_total, out_of_rotation=b.out_of_rotation, capabilities=b.capabilities,
+        probing=b.probing)
         for b in snap.backends]
 
 
@@ -310,13 +311,17 @@ class Daemon:
         """The TCP listener and the unix socket, as configured (at least one)."""
         cfg = self.settings.server
         if cfg.listen:
+            # Tried with a plain socket first: gRPC's own failure is a log line on stderr and
+            # a message that names neither the cause nor the fix.
+            if (problem := _bind_problem(cfg.listen)) is not None:
+                raise ConfigError(problem)
             try:
                 if self.credentials is not None:
                     port = server.add_secure_port(cfg.listen, self.credentials)
                 else:
                     port = server.add_insecure_port(cfg.listen)
             except RuntimeError as exc:
-                raise ConfigError(f"server.listen: cannot bind {cfg.listen}: {exc}") from exc
+                raise ConfigError(_bind_problem(cfg.listen) or f"server.listen: cannot bind {cfg.listen}: {exc}") from exc
             host = cfg.listen.rpartition(":")[0]
             self.addresses["tcp"] = f"{host}:{port}"
         if cfg.unix_socket:
@@ -413,6 +418,39 @@ def raise_file_limit() -> int:
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-files limit", extra={"soft": soft, "hard": hard, "error": str(exc)})
     return soft
+
+
+def _bind_problem(listen: str) -> str | None:
+    """Why `listen` (host:port) cannot be bound, as one line with the fix; None when a
+    plain socket binds it (or the host does not resolve: gRPC reports that itself)."""
+    import errno
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    if int(port) == 0:
+        return None  # any free port
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except OSError:
+        return None
+    fix = "pick another with --listen HOST:PORT (or server.listen / EDGE_LISTEN; port 0 = any free port)"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            # As gRPC binds: SO_REUSEADDR, so a port in TIME_WAIT is free, one with a listener is not.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return (f"server.listen: address already in use: {listen} (another edge serve? "
+                            f"`edge status --target {listen}` asks it); {fix}")
+                if exc.errno == errno.EACCES:
+                    return f"server.listen: permission denied binding {listen} (ports below 1024 need privileges); {fix}"
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"server.listen: {host} is not an address of this machine; {fix}"
+                return f"server.listen: cannot bind {listen}: {exc.strerror or exc}; {fix}"
+    return None
 
 
 def _bind_unix(server: grpc.aio.Server, path: Path, group: str) -> Path:

@@ -51,6 +51,7 @@ class BackendSnapshot:
     failures_total: int
     out_of_rotation: str
     capabilities: str = ""       # edge.backends.capabilities, one line
+    probing: bool = False        # a background probe is in flight
 
 
 @dataclass(frozen=True)

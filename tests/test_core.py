@@ -130,6 +130,28 @@ def test_stream_cut_midway_continues_on_the_next_backend_and_says_so(tmp_path, c
     run(scenario())
 
 
+def test_a_continuation_asks_for_what_is_left_and_every_backends_tokens_count(tmp_path):
+    """Cut after 4 tokens of a 30-token request: the next backend is asked for the 26 left,
+    and usage and cost count both backends' tokens (each at its own price)."""
+    p = providers(("lan", "openai"), ("claude", "anthropic"))
+    p["lan"].set_fault(Fault("cut_stream", after_events=4))
+    prices = "".join(f'[[cost.prices]]\nprovider = "{k}"\nmodel = "test-model"\ninput_per_mtok = 1.0\n'
+                     f'output_per_mtok = {out}\n' for k, out in (("openai", 1000.0), ("anthropic", 2000.0)))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), ("cloud", "claude", "anthropic"), extra="[cost]\n" + prices)
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            r, _ = await core.ask(stream=True, max_tokens=30)
+        continuation = p["claude"].requests[-1].body
+        assert continuation["max_tokens"] == 30 - 4
+        claude_tokens = len(REPLY.split()) - 4  # what it sent after the trimmed repeat, as it counts them
+        assert r.completion_tokens >= 4 + claude_tokens
+        lan_cost = 4 * 1000.0 / 1e6
+        assert r.cost_usd > lan_cost + claude_tokens * 2000.0 / 1e6 - 1e-9
+
+    run(scenario())
+
+
 def test_all_remote_tiers_down_serves_locally_marked_degraded(tmp_path):
     p = providers(("lan", "openai"), ("gem", "gemini"))
     p["lan"].set_fault(Fault("refuse"))
@@ -256,6 +278,63 @@ def test_a_probe_returns_traffic_before_the_cooldown_ends(tmp_path):
     run(scenario())
 
 
+def test_a_hung_backend_is_found_out_by_the_background_probe_not_by_clients(tmp_path):
+    """Real clock: once the breaker opens on a hang, the background probe (a short model
+    listing) keeps it open while the hang lasts, so no client request waits on it; when
+    the hang ends, the probe brings it back."""
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("hang"))
+
+    async def scenario() -> None:
+        toml = chain_toml(("onprem", "lan", "openai"), resilience={
+            "max_retries": 0, "breaker_failures": 1, "breaker_cooldown_s": 0.5, "probe_interval_s": 0.2})
+        async with Core(core_settings(tmp_path, toml), p) as core:
+            assert (await core.ask())[0].tier == Tier.LOCAL  # the one request that found the hang (0.3 s)
+            for _ in range(15):  # 1.5 s: three cooldowns' worth
+                r, _ = await core.ask()
+                assert outcomes(r)[0] == ("lan", "breaker_open") and r.attempts[0].latency_ms == 0
+                await asyncio.sleep(0.1)
+            chats = [x for x in p["lan"].requests if x.method == "POST"]
+            assert len(chats) == 1  # every later look was the probe's GET
+            assert any(x.method == "GET" for x in p["lan"].requests)
+            p["lan"].set_fault(None)
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                if core.status().backends[0].retry_in_s == 0 and not core.status().backends[0].probing:
+                    break
+            assert (await core.ask())[0].backend == "lan"
+            assert core.status().backends[0].breaker == "closed"
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("status", [404, 401])
+def test_a_backend_out_of_rotation_comes_back_when_its_recheck_answers_right(tmp_path, status):
+    """A 404 (a proxy with the wrong route) or a 401 takes a backend out; a re-check with a
+    backoff brings it back once its model list answers 2xx, without a restart."""
+    from edge.pipeline import candidates
+
+    p = providers(("lan", "openai"))
+    p["lan"].set_fault(Fault("status", status=status))
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, chain_toml(("onprem", "lan", "openai"))), p) as core:
+            r, _ = await core.ask()
+            assert r.tier == Tier.LOCAL and outcomes(r)[0] == ("lan", "misconfigured")
+            st = core.engine.runtime.remotes["lan"]
+            assert st.out_of_rotation and 0 < st.recheck_in() <= candidates.RECHECK_BASE_S
+            st.recheck_at = 1.0  # the re-check is due (its backoff is a minute)
+            await candidates.probe_once([st])  # still failing: out, the next re-check twice as far
+            assert st.out_of_rotation and st.recheck_in() > candidates.RECHECK_BASE_S
+            p["lan"].set_fault(None)
+            st.recheck_at = 1.0
+            await candidates.probe_once([st])
+            assert not st.out_of_rotation and core.status().backends[0].out_of_rotation == ""
+            assert (await core.ask())[0].backend == "lan"
+
+    run(scenario())
+
+
 def test_misconfigured_backend_is_taken_out_of_rotation_with_a_status_entry(tmp_path):
     p = providers(("claude", "anthropic"))
     p["claude"].set_fault(Fault("unauthorized"))
@@ -299,6 +378,9 @@ def test_local_only_request_config_and_offline_mode_send_nothing(tmp_path):
             async with Core(core_settings(tmp_path, toml), p) as core:
                 r, _ = await core.ask(stream=True)
                 assert r.text == LOCAL_REPLY and codes(r) == [code]
+                assert not r.degraded  # local by configuration: what was asked for, not less
+                # The status says what the configuration does, not whether a backend is up.
+                assert core.status().network == ("local-only" if code == "CONFIG_LOCAL_ONLY" else "offline")
                 # Offline: no remote backend is even built, so nothing can contact one, not even a probe.
                 assert bool(core.engine.runtime.remotes) == (code == "CONFIG_LOCAL_ONLY")
                 with pytest.raises(Unavailable):
@@ -438,6 +520,9 @@ def test_cascade_judges_the_local_answer(tmp_path, logprob, fault, breaker_open,
         elif expect == "CASCADE_ESCALATED":
             # The unconfident local text never reached the client: only the remote answer did.
             assert r.backend == "cloud" and "".join(e for e in events if isinstance(e, str)) == "Paris."
+            # A deliberate escalation is not a failure: no FAILOVER in the trace.
+            assert "FAILOVER" not in codes(r)
+            assert r.timings.tokens_per_second == 0.0  # a rate is the local model's only
             assert local_attempts[0].outcome == Outcome.LOW_CONFIDENCE
         elif expect == "DEGRADED_LOCAL":
             assert r.backend == "local" and r.degraded and [a.outcome for a in local_attempts] == [

@@ -68,7 +68,7 @@ class AdmissionQueue:
             raise
         if not done:
             self._withdraw(client, turn)
-            raise DeadlineExceeded(f"deadline passed while waiting in model {self.name!r}'s queue")
+            raise DeadlineExceeded(f"deadline passed while waiting in the queue of model {self.name!r}")
 
     def _withdraw(self, client: str, turn: asyncio.Future[None]) -> None:
         turn.cancel()

@@ -181,7 +181,8 @@ class RemoteModel(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
 
-    async def probe(self) -> None:
-        """Cheap reachability check; raises the classified BackendError when down."""
+    async def probe(self, *, timeout_s: float | None = None, strict: bool = False) -> None:
+        """Cheap reachability check; raises the classified BackendError when down (with
+        `strict`, also when it answers anything but success)."""
 
     async def close(self) -> None: ...

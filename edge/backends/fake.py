@@ -59,8 +59,8 @@ class FakeBackend(ThreadedBackend):
         prompt_tokens = sum(len(m.content.split()) + 2 for m in request.messages)
         if prompt_tokens >= self.n_ctx:
             raise InvalidArgument(
-                "messages", f"prompt is {prompt_tokens} tokens, longer than model {self.name!r}'s "
-                            f"context of {self.n_ctx} tokens")
+                "messages", f"prompt is {prompt_tokens} tokens, longer than the "
+                            f"context of {self.n_ctx} tokens of model {self.name!r}")
         return prompt_tokens
 
     def _generate_sync(self, prepared: int, request: GenerationRequest, should_stop: ShouldStop) -> Iterator[Chunk]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Chunk, GenerationRequest, ModelDescription, ProfileTarget
+from edge.backends.base import Chunk, GenerationRequest, Message, ModelDescription, ProfileTarget
 from edge.backends.threaded import ShouldStop, ThreadedBackend
 from edge.catalog import check_gguf_header
 from edge.errors import BackendError, ConfigError, InvalidArgument, ModelCorrupt
@@ -156,13 +156,30 @@ class _Answer:
                     logprob_mean=mean, logprob_min=low)
 
 
+def _primed(messages: tuple[Message, ...], primer: tuple[Message, ...]) -> tuple[Message, ...]:
+    """`messages` with the primer after any leading system messages, when no assistant
+    turn shows the model how to answer yet."""
+    if not primer or any(m.role == "assistant" for m in messages):
+        return messages
+    head = 0
+    while head < len(messages) and messages[head].role == "system":
+        head += 1
+    return (*messages[:head], *primer, *messages[head:])
+
+
 class LlamaBackend(ThreadedBackend):
     kind = "llama"
 
     def __init__(self, name: str, path: Path, *, sha256: str = "", n_ctx: int = 2048, n_threads: int = 0,
                  n_gpu_layers: int = 0, chat_format: str = "", queue_size: int = 8,
-                 queue_per_client: int = 0) -> None:
+                 queue_per_client: int = 0, primer: tuple[Message, ...] = (),
+                 temperature: float = DEFAULT_TEMPERATURE) -> None:
+        """`primer`: an example exchange put before the first user turn of a conversation
+        that has no assistant turn yet (see Primer in edge.catalog: a small model answers
+        in the language and shape it was shown). `temperature`: for requests that set none."""
         super().__init__(name, queue_size=queue_size, queue_per_client=queue_per_client)
+        self.primer = primer
+        self.temperature = temperature
         self.path = path
         self.sha256 = sha256
         self.n_ctx = n_ctx
@@ -220,11 +237,11 @@ class LlamaBackend(ThreadedBackend):
     # -- the request path -------------------------------------------------------------
 
     def _prepare(self, request: GenerationRequest) -> _Prepared:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = [{"role": m.role, "content": m.content} for m in _primed(request.messages, self.primer)]
         try:
             formatted = self._formatter(messages=messages)
         except Exception as exc:  # the template rejected the conversation (e.g. role order)
-            raise InvalidArgument("messages", f"model {self.name!r}'s chat template rejected them: {exc}") from exc
+            raise InvalidArgument("messages", f"the chat template of model {self.name!r} rejected them: {exc}") from exc
         # A continuation (after a remote backend broke off mid-stream) extends the
         # open assistant turn with the text the client already has.
         prompt = formatted.prompt + request.assistant_prefix
@@ -232,8 +249,8 @@ class LlamaBackend(ThreadedBackend):
         # At least one token must fit after the prompt.
         if len(tokens) >= self.n_ctx:
             raise InvalidArgument(
-                "messages", f"prompt is {len(tokens)} tokens, longer than model {self.name!r}'s "
-                            f"context of {self.n_ctx} tokens")
+                "messages", f"prompt is {len(tokens)} tokens, longer than the "
+                            f"context of {self.n_ctx} tokens of model {self.name!r}")
         stop = tuple(s for s in (*request.params.stop, *(formatted.stop or ())) if s)
         return _Prepared(tokens=tokens, stop=stop)
 
@@ -254,7 +271,7 @@ class LlamaBackend(ThreadedBackend):
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
         tokens = llama.generate(
             prepared.tokens,
-            temp=DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
+            temp=self.temperature if params.temperature is None else params.temperature,
             top_p=DEFAULT_TOP_P if params.top_p is None else params.top_p,
             top_k=DEFAULT_TOP_K, min_p=DEFAULT_MIN_P, repeat_penalty=DEFAULT_REPEAT_PENALTY,
         )

@@ -365,15 +365,18 @@ class RemoteBackend(Backend):
         except (TimeoutError, httpx.HTTPError):
             pass
 
-    async def probe(self) -> None:
+    async def probe(self, *, timeout_s: float | None = None, strict: bool = False) -> None:
         """Reachability for the network monitor: any answer below 500 except 401/403
-        counts (even 404: something is there); otherwise the classified error."""
+        counts (even 404: something is there); otherwise the classified error. `strict`:
+        only a 2xx counts (a backend out of rotation comes back only when it answers
+        right). `timeout_s` bounds the wait (default: the first-byte limit)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.timeouts.first_byte_s
+        end = loop.time() + min(self.timeouts.first_byte_s, timeout_s or math.inf)
         req = self._build("GET", self._probe_url())
         response = await self._within(self._http().send(req, stream=True), end, "first byte", math.inf)
         try:
-            if response.status_code in (401, 403) or response.status_code >= 500:
+            code = response.status_code
+            if code in (401, 403) or code >= 500 or (strict and not response.is_success):
                 raise await self._status_error(response, end)
         finally:
             await response.aclose()

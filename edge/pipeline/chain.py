@@ -35,7 +35,7 @@ from edge.resilience import BreakerState, retry_delay
 from edge.tracing import NOOP, Span
 from edge.types import Attempt, Notice, Outcome, Reason
 
-__all__ = ["Served", "run_chain", "summary"]
+__all__ = ["Served", "Spent", "run_chain", "summary"]
 
 log = logging.getLogger("edge.failover")
 
@@ -45,6 +45,16 @@ MIN_ATTEMPT_S = 0.05
 Outbound = Callable[[GenerationRequest], GenerationRequest]
 
 
+@dataclass(frozen=True)
+class Spent:
+    """What a try that failed mid-stream consumed: its text reached the client, and its
+    provider bills it (prompt tokens estimated: a broken stream reports no usage)."""
+
+    candidate: Candidate
+    prompt_tokens: int
+    completion_tokens: int
+
+
 @dataclass
 class Served:
     """How the chain ended: who answered, its final chunk, every attempt on the way."""
@@ -52,6 +62,7 @@ class Served:
     candidate: Candidate
     final: Chunk
     attempts: list[Attempt] = field(default_factory=list)
+    spent: list[Spent] = field(default_factory=list)  # earlier tries whose text the answer continues
     # The provider reported no token usage (some OpenAI-compatible servers omit it
     # from streams): the counts are estimates, see _estimate_usage.
     usage_estimated: bool = False
@@ -69,6 +80,7 @@ class _Try:
     verdict: Verdict | None = None
     final: Chunk | None = None
     deltas: int = 0
+    tokens: int = 0  # completion tokens passed on (the backend's count where it gives one, else deltas)
 
     def elapsed_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000
@@ -108,6 +120,7 @@ class _ChainRun:
         self.attempts = attempts
         self.gate, self.outbound, self.span = gate, outbound, span
         self.sent = ""  # text the client has: a later candidate continues from it
+        self.spent: list[Spent] = []  # tries that failed after sending part of it
         self.verdict: Verdict | None = None
         self.abandoned = ""
 
@@ -175,7 +188,12 @@ class _ChainRun:
         remaining = request.remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline passed before a backend could answer: " + summary(self.attempts))
-        req = replace(request, assistant_prefix=request.assistant_prefix + self.sent) if self.sent else request
+        if self.sent:  # continue the answer, for what is left of max_tokens
+            left = max(1, request.params.max_tokens - sum(x.completion_tokens for x in self.spent))
+            req = replace(request, assistant_prefix=request.assistant_prefix + self.sent,
+                          params=replace(request.params, max_tokens=left))
+        else:
+            req = request
         st = cand.remote
         if st is not None and self.outbound is not None:
             req = self.outbound(req)
@@ -206,6 +224,7 @@ class _ChainRun:
         if not chunk.text:
             return None
         t.deltas += 1
+        t.tokens = max(t.tokens + 1, chunk.completion_tokens)
         self.sent += chunk.text
         return chunk.text
 
@@ -251,7 +270,7 @@ class _ChainRun:
             raise exc  # the local model's own failure: nothing after it to fail over to
         st.failures_total += 1
         if isinstance(exc, BackendMisconfigured):
-            st.out_of_rotation = str(exc)
+            st.take_out(str(exc))
             self.attempts.append(Attempt(cand.name, cand.tier, Outcome.MISCONFIGURED, t.elapsed_ms(), str(exc)))
             log.error("backend taken out of rotation", extra={"backend": cand.name, "error": str(exc)})
             return _Next(retry=False)
@@ -260,12 +279,17 @@ class _ChainRun:
     def _retryable(self, cand: Candidate, st: RemoteState, t: _Try, exc: RetryableBackendError,
                    tries: int, sent: GenerationRequest) -> _Next:
         """`sent` is the try's own request: its deadline keeps time back for what follows."""
+        before = st.breaker.state
         st.breaker.record_failure()
+        if st.breaker.state != before:
+            st.changed()  # opened: the probe loop schedules its look from now
         self.attempts.append(Attempt(cand.name, cand.tier, Outcome.RETRYABLE_ERROR, t.elapsed_ms(), str(exc)))
         log.warning("backend attempt failed", extra={"request_id": self.request.request_id, "backend": cand.name,
                                                       "error": str(exc), "breaker": st.breaker.state})
         if t.deltas:
-            # The client already has part of this answer: continue it elsewhere, don't restart.
+            # The client already has part of this answer: continue it elsewhere, don't restart,
+            # and count what this try consumed.
+            self.spent.append(Spent(cand, sent.approx_prompt_tokens(), t.tokens))
             return _Next(retry=False, notice=Notice(Reason(
                 "FAILOVER_MID_STREAM", f"{cand.name} failed after sending part of the answer ({exc}); "
                                        "continuing on the next backend")))
@@ -288,7 +312,7 @@ class _ChainRun:
         estimated = st is not None and final.completion_tokens == 0 and t.deltas > 0
         if estimated:
             final = _estimate_usage(final, self.request, t.deltas)
-        return Served(cand, final, self.attempts, usage_estimated=estimated, verdict=self.verdict,
+        return Served(cand, final, self.attempts, spent=self.spent, usage_estimated=estimated, verdict=self.verdict,
                       abandoned=self.abandoned)
 
 

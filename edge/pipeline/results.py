@@ -28,13 +28,15 @@ class Clocking:
 def timings(c: Clocking, served: Served) -> Timings:
     final = served.final
     decode_s = c.ended - c.first_at
+    # Remote answers come over the network in bursts (a unary one all at once): a rate is
+    # only the local model's, whose tokens are timed as they are made.
+    local = served.candidate.remote is None and served.candidate.name != "cache"
     return Timings(
         queue_wait_ms=final.queue_wait_s * 1000,
         time_to_first_token_ms=(c.first_at - c.started) * 1000,
         total_ms=(c.ended - c.started) * 1000,
-        # Remote answers come over the network in bursts: a rate is only the local model's.
         tokens_per_second=(final.completion_tokens - 1) / decode_s
-        if decode_s > 0 and final.completion_tokens > 1 else 0.0,
+        if local and decode_s > 0 and final.completion_tokens > 1 else 0.0,
     )
 
 
@@ -54,9 +56,11 @@ def _degradation(plan: Plan, served: Served) -> tuple[list[Reason], bool]:
     if degraded:
         return [Reason("DEGRADED_LOCAL", f"no remote tier could answer ({_tried(served)}); "
                                          "served by the local model")], True
-    if len(served.attempts) > 1:
-        return [Reason("FAILOVER", f"served by {cand.name} after {len(served.attempts) - 1} failed or "
-                                   "skipped attempt(s)")], False
+    # A cascade's escalation (and a provider's block, when configured to fall back) is a
+    # decision, not a failure: its own reason says so, and it is no FAILOVER.
+    failed = [a for a in served.attempts[:-1] if a.outcome not in (Outcome.LOW_CONFIDENCE, Outcome.CONTENT_FILTER)]
+    if failed:
+        return [Reason("FAILOVER", f"served by {cand.name} after {len(failed)} failed or skipped attempt(s)")], False
     return [], False
 
 

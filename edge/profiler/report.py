@@ -153,10 +153,11 @@ def _resolve(args: argparse.Namespace) -> list[tuple[str, Path, str]]:
     return [(spec.name, path, spec.sha256)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m edge.profiler [--json] [--budget S] [--model NAME | --all]`; 0 when every
-    model was profiled, 1 when one failed or none was found, 2 on bad arguments."""
-    p = argparse.ArgumentParser(prog="python -m edge.profiler",
+def main(argv: list[str] | None = None, prog: str = "python -m edge.profiler") -> int:
+    """`edge profile` / `python -m edge.profiler [--json] [--budget S] [--model NAME | --all]`
+    (`prog` names it in help and errors); 0 when every model was profiled, 1 when one
+    failed or none was found, 2 on bad arguments."""
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Measure this machine and how fast the installed local models run on it.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (and no progress on stderr)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",

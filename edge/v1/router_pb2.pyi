@@ -286,7 +286,7 @@ class BudgetWindow(_message.Message):
     def __init__(self, period: _Optional[str] = ..., spent_usd: _Optional[float] = ..., limit_usd: _Optional[float] = ..., remaining_usd: _Optional[float] = ...) -> None: ...
 
 class BackendStatus(_message.Message):
-    __slots__ = ("name", "tier", "kind", "model", "breaker", "consecutive_failures", "breaker_opened_total", "retry_in_s", "outstanding", "requests_total", "failures_total", "out_of_rotation", "capabilities")
+    __slots__ = ("name", "tier", "kind", "model", "breaker", "consecutive_failures", "breaker_opened_total", "retry_in_s", "outstanding", "requests_total", "failures_total", "out_of_rotation", "capabilities", "probing")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +300,7 @@ class BackendStatus(_message.Message):
     FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     OUT_OF_ROTATION_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    PROBING_FIELD_NUMBER: _ClassVar[int]
     name: str
     tier: Tier
     kind: str
@@ -313,7 +314,8 @@ class BackendStatus(_message.Message):
     failures_total: int
     out_of_rotation: str
     capabilities: str
-    def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ..., capabilities: _Optional[str] = ...) -> None: ...
+    probing: bool
+    def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ..., capabilities: _Optional[str] = ..., probing: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
     __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard", "router")
