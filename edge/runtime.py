@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Runtime:
     def __init__(self, settings: Settings, injected: Injected = Injected()) -> None:
         self.settings = settings
         self._fake_clock = injected.clock is not None
+        self._stop_profiles = threading.Event()
         self.models_dir = default_models_dir(settings.local.models_dir)
         self.local, self.default_model = self._local_models(settings, injected)
         # Remote backends, in configured order. In offline (air-gapped) mode none is
@@ -159,6 +161,7 @@ class Runtime:
         self._tasks.append(asyncio.create_task(work))
 
     async def close(self) -> None:
+        self._stop_profiles.set()  # a profile measuring in a thread stops at its next token
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(b.close() for b in self.local.values()),
@@ -214,21 +217,52 @@ class Runtime:
             target = model.profile_target
             if target is None:
                 continue
-            try:
-                profile = await asyncio.to_thread(self._profile_for, name, target)
-            except Exception as exc:  # noqa: BLE001 - profiling must never take the daemon down
-                log.warning("profile unavailable", extra={"model": name, "error": str(exc)})
+            profile = await self._measured(name, target)
+            if profile is None:
                 continue
-            if profile is not None:
-                await self._apply_profile(name, model, profile)
+            await self._apply_profile(name, model, profile)
+            if profile.noisy and self.settings.routing.profile_on_start:
+                self._spawn(self._remeasure(name, model, target))
 
-    def _profile_for(self, name: str, target: Any) -> Any:
-        """Blocking: the stored profile (or a fresh one with profile_on_start)."""
+    async def _measured(self, name: str, target: Any, *, fresh: bool = False) -> Any:
+        """The profile (off the loop), or None when there is none or it failed: profiling
+        must never take the daemon down."""
+        from edge.profiler import ProfileCancelled
+
+        try:
+            return await asyncio.to_thread(self._profile_for, name, target, fresh)
+        except ProfileCancelled:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            log.warning("profile unavailable", extra={"model": name, "error": str(exc)})
+            return None
+
+    async def _remeasure(self, name: str, model: LocalModel, target: Any) -> None:
+        from edge.profiler.remeasure import machine_idle, remeasure_when_idle
+
+        def busy() -> bool:
+            return model.queue.waiting > 0 or model.queue.active > 0
+
+        await remeasure_when_idle(
+            measure=lambda: self._measured(name, target, fresh=True),
+            idle=lambda: asyncio.to_thread(machine_idle, busy),
+            apply=lambda p: self._apply_profile(name, model, p), name=name)
+
+    def _profile_for(self, name: str, target: Any, fresh: bool = False) -> Any:
+        """Blocking: the stored profile (or a fresh one with profile_on_start, or `fresh`)."""
         from edge.profiler import ensure_profile, load_profile
 
         routing = self.settings.routing
-        if routing.profile_on_start:
-            return ensure_profile(target.path, target.sha256, budget_s=routing.profile_budget_s, name=name)
+        if routing.profile_on_start or fresh:
+            from edge.profiler import ProfileCancelled
+
+            try:
+                return ensure_profile(target.path, target.sha256, budget_s=routing.profile_budget_s, name=name,
+                                      cancel=self._stop_profiles, fresh=fresh)
+            except ProfileCancelled:
+                # Said here, in the worker thread: the task that awaited it is cancelled by now.
+                log.info("profile stopped: the daemon is shutting down", extra={"model": name})
+                raise
         if self.hardware is None:
             return None
         import llama_cpp
@@ -236,16 +270,24 @@ class Runtime:
         return load_profile(self.hardware.fingerprint, target.sha256, llama_cpp.__version__)
 
     async def _apply_profile(self, name: str, model: LocalModel, profile: Any) -> None:
+        """Seed the rate estimates and (n_threads = 0) pick the thread count that serves this
+        deployment's requests fastest: the shape seen so far, else a typical chat turn."""
+        from edge.profiler.measure import TYPICAL_GEN, TYPICAL_PROMPT
+
         self.profiles[name] = profile
         est = self.estimates[name]
-        if est.prompt_tps.value is None:
-            est.seed(profile.prompt_tps, profile.gen_tps)
+        best = profile.best_threads_for(est.prompt_tokens.value or TYPICAL_PROMPT,
+                                        est.completion_tokens.value or TYPICAL_GEN)
+        rates = next((t for t in profile.by_threads if t.threads == best), None)
+        prompt_tps, gen_tps = (rates.prompt_tps, rates.gen_tps) if rates else (profile.prompt_tps, profile.gen_tps)
+        if est.prompt_tps.value is None or profile.measured_at > est.seeded_at:
+            est.seed(prompt_tps, gen_tps, at=profile.measured_at)
         threads = model.describe().n_threads
-        if self.settings.local.n_threads == 0 and profile.best_threads != threads:
-            await asyncio.to_thread(model.set_threads, profile.best_threads)
-        log.info("profile applied", extra={"model": name, "prompt_tps": round(profile.prompt_tps, 1),
-                                           "gen_tps": round(profile.gen_tps, 1),
-                                           "threads": model.describe().n_threads})
+        if self.settings.local.n_threads == 0 and best != threads:
+            await asyncio.to_thread(model.set_threads, best)
+        log.info("profile applied", extra={"model": name, "prompt_tps": round(prompt_tps, 1),
+                                           "gen_tps": round(gen_tps, 1), "threads": model.describe().n_threads,
+                                           "noisy": profile.noise_reason or False})
 
     # -- what status and metrics read -------------------------------------------------------
 

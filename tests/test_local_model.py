@@ -226,6 +226,20 @@ def test_start_up_profile_is_measured_once_stored_and_reused(tmp_path, default_m
         assert d.stop() == 0
 
 
+def test_shutdown_during_the_start_up_profile_stops_the_profile(tmp_path, default_model_path):
+    """SIGTERM while the start-up profile measures: the profile stops at its next token
+    (it ran on in its thread, and the process took 2.3 s to exit after 'stopped'), and
+    nothing half-measured is stored."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGE_MODELS_DIR": str(default_model_path.parent)}
+    d = start_daemon(tmp_path, '[server]\nlisten = "127.0.0.1:0"\n[routing]\nprofile_budget_s = 30\n',
+                     name="stopping", env=env)
+    time.sleep(1.0)  # inside the 30 s budget: measuring
+    assert "profile applied" not in d.logs()
+    assert d.stop() == 0
+    assert "profile stopped: the daemon is shutting down" in d.logs()
+    assert not list((tmp_path / "cache" / "edge" / "profiles").glob("*.json"))
+
+
 def test_the_first_answer_a_new_user_sees_is_right_and_in_english(model_daemon):
     """README's first example at the daemon's default settings (no temperature set): the
     default model's primer and temperature (models/manifest.toml) make it answer in English

@@ -177,8 +177,13 @@ def test_short_model_profile_is_sane(short_profile: ModelProfile, default_model_
     assert p.rss_bytes > 0
     assert p.best_threads in (1, 2)
     assert {t.threads for t in p.by_threads} <= {1, 2} and 1 in {t.threads for t in p.by_threads}
+    # The best thread count serves a typical chat turn fastest (prompt and answer together).
+    from edge.profiler.measure import TYPICAL_GEN, TYPICAL_PROMPT
+    from edge.profiler.profile import fastest_threads
+
     best = next(t for t in p.by_threads if t.threads == p.best_threads)
-    assert best.gen_tps == max(t.gen_tps for t in p.by_threads) == p.gen_tps
+    assert p.best_threads == fastest_threads(p.by_threads, TYPICAL_PROMPT, TYPICAL_GEN)
+    assert (best.gen_tps, best.prompt_tps) == (p.gen_tps, p.prompt_tps)
     assert p.roofline_tps is not None and p.roofline_fraction is not None
     assert 0 < p.roofline_fraction < 1.5
     assert p.prompt_tokens == 100 and p.gen_tokens > 0
@@ -257,3 +262,91 @@ def test_module_cli_prints_json(default_model_path: Path, tmp_path: Path) -> Non
     [model] = result["models"]
     assert model["name"] == _spec().name and model["gen_tps"] > 0
     assert model["saved_to"] and Path(model["saved_to"]).parent == tmp_path
+
+
+# -- profiles measured under load, the thread count for the requests, stopping ---------------------
+
+def test_the_thread_count_serves_the_request_shape_not_the_generation_rate_alone() -> None:
+    """The field case: a profile taken under load had 1 thread ahead on generation, while
+    2 threads were far faster on prompts; for a long prompt 2 threads answer sooner."""
+    from edge.profiler.profile import fastest_threads
+
+    rates = [ThreadResult(1, prompt_tps=184.0, gen_tps=63.0, runs=2), ThreadResult(2, prompt_tps=300.0, gen_tps=55.0,
+                                                                                    runs=2)]
+    assert max(rates, key=lambda t: t.gen_tps).threads == 1  # what the generation rate alone picked
+    assert fastest_threads(rates, prompt_tokens=1585, gen_tokens=64) == 2
+    assert fastest_threads(rates, prompt_tokens=10, gen_tokens=500) == 1
+    assert _synthetic(by_threads=rates).best_threads_for(256, 128) == 2
+
+
+def test_noise_names_what_made_a_profile_unreliable() -> None:
+    from edge.profiler.measure import _LoadMeter, _noise, _Run
+
+    calm, busy = _LoadMeter(), _LoadMeter()
+    calm.other, calm.steal = [0.02, 0.03], [0.0, 0.0]
+    busy.other, busy.steal = [0.6, 0.5], [0.1, 0.08]
+    steady = {2: [_Run(100, 0.5, 31, 0.5, 1.0), _Run(100, 0.5, 31, 0.52, 1.0)]}
+    jumpy = {2: [_Run(100, 0.5, 31, 0.5, 1.0), _Run(100, 0.5, 31, 1.0, 1.5)]}
+    assert _noise(calm, steady)[3] == ""
+    why = _noise(busy, jumpy)[3]
+    assert "other programs used 55% of the CPUs" in why and "CPU steal 9%" in why and "repeats differed" in why
+
+
+def test_the_load_meter_sees_another_process_burning_cpu() -> None:
+    import time as _time
+
+    from edge.profiler.measure import _LoadMeter
+
+    meter = _LoadMeter()
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        _time.sleep(0.3)
+        with meter:
+            _time.sleep(1.0)  # this process idles; the burner keeps one CPU busy
+    finally:
+        burner.kill()
+        burner.wait()
+    cpus = __import__("psutil").cpu_count() or 1
+    assert meter.other[0] > 0.5 / cpus  # at least half of one CPU, as a share of all of them
+
+
+def test_a_profile_stops_at_the_next_token_when_cancelled(default_model_path: Path) -> None:
+    """The daemon's shutdown sets the event; the profile (in a worker thread) must not run on."""
+    import threading
+
+    from edge.profiler import ProfileCancelled
+
+    cancel = threading.Event()
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        cancel.set()  # the first line comes after the warm-up, before the first timed run
+
+    with pytest.raises(ProfileCancelled):
+        profile_model(default_model_path, sha256=_spec().sha256, budget_s=8.0, log=log, cancel=cancel)
+    assert len(lines) == 1 and "loaded" in lines[0]  # no timed run was reported
+
+
+def test_a_noisy_profile_is_measured_again_when_idle_and_the_calm_one_applied() -> None:
+    import asyncio
+
+    from edge.profiler.remeasure import remeasure_when_idle
+
+    measured = [_synthetic(noisy=True, noise_reason="other programs used 60% of the CPUs"),
+                _synthetic(noisy=False, gen_tps=80.0)]
+    idle = iter([False, True, True])  # busy at the first look: no measurement then
+    applied: list[ModelProfile] = []
+
+    async def measure() -> ModelProfile:
+        return measured.pop(0)
+
+    async def is_idle() -> bool:
+        return next(idle)
+
+    async def apply(p: ModelProfile) -> None:
+        applied.append(p)
+
+    got = asyncio.run(remeasure_when_idle(measure=measure, idle=is_idle, apply=apply, name="m", wait_s=0.0,
+                                          tries=5))
+    assert got is not None and not got.noisy and got.gen_tps == 80.0 and applied == [got] and measured == []

@@ -22,7 +22,14 @@ from edge.profiler.hardware import (
     parse_cpuinfo,
     parse_nvidia_smi,
 )
-from edge.profiler.measure import PROMPT_TOKENS, SHORT_BUDGET_S, ensure_profile, profile_model, thread_candidates
+from edge.profiler.measure import (
+    PROMPT_TOKENS,
+    SHORT_BUDGET_S,
+    ProfileCancelled,
+    ensure_profile,
+    profile_model,
+    thread_candidates,
+)
 from edge.profiler.profile import (
     SCHEMA_VERSION,
     ModelProfile,
@@ -43,6 +50,7 @@ __all__ = [
     "GpuInfo",
     "HardwareProfile",
     "ModelProfile",
+    "ProfileCancelled",
     "ThreadResult",
     "collect_hardware",
     "default_profiles_dir",

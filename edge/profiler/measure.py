@@ -8,11 +8,21 @@ The budget is best effort: the load, one warm-up and one run at the first candid
 always happen (a profile needs one number); further candidates, repeats and TTFT
 samples are added only while their estimated cost still fits, and a generation
 stops early at the deadline. Anything planned but dropped sets `truncated`.
+
+The best thread count is the one that serves a typical request fastest (TYPICAL_PROMPT
+prompt tokens and TYPICAL_GEN generated ones; ModelProfile.best_threads_for), not the
+one with the best generation rate alone.
+
+A profile measured while the machine was busy is marked `noisy` (other programs' CPU,
+hypervisor steal, or repeats that disagree: NOISY_* below); the daemon applies it for
+now and measures again when the machine is idle. A `cancel` event stops a profile at
+the next token (the daemon's shutdown must not wait for one).
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,15 +34,21 @@ import psutil
 from edge.catalog import check_gguf_header
 from edge.errors import ModelCorrupt, ModelError
 from edge.profiler.hardware import collect_hardware, measure_bandwidth_gbps
-from edge.profiler.profile import ModelProfile, ThreadResult, load_profile, save_profile
+from edge.profiler.profile import ModelProfile, ThreadResult, fastest_threads, load_profile, save_profile
 
-__all__ = ["PROMPT_TOKENS", "SHORT_BUDGET_S", "thread_candidates", "profile_model", "ensure_profile"]
+__all__ = ["PROMPT_TOKENS", "SHORT_BUDGET_S", "ProfileCancelled", "thread_candidates", "profile_model",
+           "ensure_profile"]
 
 PROMPT_TOKENS = 100          # prompt length for the prompt-rate runs
 SHORT_BUDGET_S = 30.0        # below this: the start-up plan (few tokens, few repeats)
 IDLE_S = 0.2                 # between timed runs: llama.cpp's worker threads spin a while after a decode
 N_CTX = 2048                 # the daemon's default context: the KV cache counted in rss_bytes matches serving
 _TTFT_QUESTION = "What is the capital of France?"
+TYPICAL_PROMPT = 256         # a chat turn's prompt (template and history included) ...
+TYPICAL_GEN = 128            # ... and its answer: what the best thread count is chosen for
+NOISY_OTHER_LOAD = 0.25      # other processes kept a quarter of all CPUs busy during the runs
+NOISY_STEAL = 0.05           # the hypervisor took 5% of the CPU time
+NOISY_SPREAD = 0.25          # repeats at one thread count differed by a quarter of their median
 # Plain prose to continue; generation runs past an end-of-generation token on
 # purpose (the per-token cost does not depend on the text), so every run yields
 # the same number of tokens.
@@ -41,6 +57,54 @@ _PROSE = ("The old lighthouse keeper climbed the spiral stairs every evening at 
           "across the bay, their sails catching the last of the orange light, and beyond them the dark line "
           "of the northern cliffs where the storms were born. He trimmed the wick, polished the great lens, "
           "and wrote the weather in his log: wind from the west, a falling glass, a swell that promised rain. ")
+
+
+class ProfileCancelled(ModelError):
+    """The profile was stopped (the daemon is shutting down)."""
+
+
+class _LoadMeter:
+    """Other processes' CPU and the hypervisor's steal while our runs were timed."""
+
+    def __init__(self) -> None:
+        self._me = psutil.Process()
+        self._ncpu = psutil.cpu_count() or 1
+        self.other: list[float] = []
+        self.steal: list[float] = []
+        self._start: tuple[Any, Any, float] | None = None
+
+    def __enter__(self) -> _LoadMeter:
+        self._start = (psutil.cpu_times(), self._me.cpu_times(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._start is not None
+        sys0, me0, t0 = self._start
+        sys1, me1, wall = psutil.cpu_times(), self._me.cpu_times(), time.perf_counter() - t0
+        if wall <= 0:
+            return
+        busy = (_busy(sys1) - _busy(sys0)) - ((me1.user + me1.system) - (me0.user + me0.system))
+        self.other.append(max(0.0, min(1.0, busy / (wall * self._ncpu))))
+        steal = getattr(sys1, "steal", 0.0) - getattr(sys0, "steal", 0.0)
+        self.steal.append(max(0.0, min(1.0, steal / (wall * self._ncpu))))
+
+
+def _busy(t: Any) -> float:
+    """CPU seconds spent on anything but idling (all CPUs)."""
+    return sum(getattr(t, f) for f in ("user", "nice", "system", "irq", "softirq", "guest") if hasattr(t, f))
+
+
+def _noise(meter: _LoadMeter, runs: dict[int, list[_Run]]) -> tuple[float, float, float, str]:
+    """(other load, steal, spread, why it is noisy or "")."""
+    other = statistics.mean(meter.other) if meter.other else 0.0
+    steal = statistics.mean(meter.steal) if meter.steal else 0.0
+    spreads = [(max(r.gen_tps for r in rs) - min(r.gen_tps for r in rs)) / statistics.median(r.gen_tps for r in rs)
+               for rs in runs.values() if len(rs) > 1 and statistics.median(r.gen_tps for r in rs) > 0]
+    spread = max(spreads, default=0.0)
+    why = [f"other programs used {other:.0%} of the CPUs" if other > NOISY_OTHER_LOAD else "",
+           f"CPU steal {steal:.0%}" if steal > NOISY_STEAL else "",
+           f"repeats differed by {spread:.0%}" if spread > NOISY_SPREAD else ""]
+    return other, steal, spread, "; ".join(w for w in why if w)
 
 
 @dataclass(frozen=True)
@@ -89,9 +153,11 @@ class _Run:
         return self.gen_tokens / self.gen_s if self.gen_tokens > 0 and self.gen_s > 0 else 0.0
 
 
-def _timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | None = None) -> _Run:
+def _timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | None = None,
+               cancel: threading.Event | None = None) -> _Run:
     """One greedy generation from an empty KV cache; stops after `max_tokens` tokens,
-    or at `stop_at` (perf_counter) once at least 3 tokens timed the generation rate."""
+    or at `stop_at` (perf_counter) once at least 3 tokens timed the generation rate.
+    Raises ProfileCancelled at the next token once `cancel` is set."""
     llm.reset()
     llm._ctx.kv_cache_clear()  # noqa: SLF001 - force a full prompt evaluation each run
     t0 = time.perf_counter()
@@ -101,6 +167,8 @@ def _timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | No
     try:
         for _ in gen:
             end = time.perf_counter()
+            if cancel is not None and cancel.is_set():
+                raise ProfileCancelled("profile cancelled")
             if n == 0:
                 first = end
             n += 1
@@ -154,7 +222,8 @@ def _median_result(threads: int, runs: list[_Run]) -> ThreadResult:
 def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 20.0,
                   candidates: list[int] | None = None, bandwidth_gbps: float | None = None,
                   fingerprint: str | None = None, n_ctx: int = N_CTX, n_gpu_layers: int = 0,
-                  log: Callable[[str], None] = lambda _m: None) -> ModelProfile:
+                  log: Callable[[str], None] = lambda _m: None,
+                  cancel: threading.Event | None = None) -> ModelProfile:
     """Measure `path` within about `budget_s` seconds (see the module docstring).
 
     `candidates` are thread counts in measuring order (default: `thread_candidates`
@@ -179,6 +248,8 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
     plan = _plan(budget_s)
     name = name or path.stem
     check_gguf_header(path)  # llama.cpp may crash in native code on a file that is not GGUF
+    if cancel is not None and cancel.is_set():
+        raise ProfileCancelled("profile cancelled")
 
     rss0 = _rss()
     t0 = time.perf_counter()
@@ -194,18 +265,20 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
         chat = _chat_prompt(llm, _TTFT_QUESTION)
         # Warm-up: every weight page is touched (mmap faults, a cold disk) outside the timed runs.
         t0 = time.perf_counter()
-        _timed_run(llm, prompt[:16], 4)
+        _timed_run(llm, prompt[:16], 4, cancel=cancel)
         warmup_s = time.perf_counter() - t0
         rss_bytes = _rss() - rss0
         log(f"{name}: loaded in {load_s:.2f} s, warm-up {warmup_s:.2f} s")
 
         runs: dict[int, list[_Run]] = {}
         reasons: list[str] = []
+        meter = _LoadMeter()
 
         def measure(n: int) -> _Run:
             _set_threads(llm, n)
             time.sleep(IDLE_S)
-            run = _timed_run(llm, prompt, plan.gen_tokens, stop_at=deadline)
+            with meter:
+                run = _timed_run(llm, prompt, plan.gen_tokens, stop_at=deadline, cancel=cancel)
             runs.setdefault(n, []).append(run)
             log(f"{name}: threads={n} prompt {run.prompt_tps:.1f} tok/s, gen {run.gen_tps:.1f} tok/s")
             return run
@@ -236,7 +309,7 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
             rounds += 1
 
         results = {n: _median_result(n, rs) for n, rs in runs.items()}
-        best = max(results.values(), key=lambda r: r.gen_tps)
+        best = results[fastest_threads(list(results.values()), TYPICAL_PROMPT, TYPICAL_GEN)]
         if best.gen_tps <= 0 or best.prompt_tps <= 0:
             raise ModelError(f"model {name!r}: the profile runs produced no timing")
 
@@ -247,7 +320,10 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
                 reasons.append(f"{i} of {plan.ttft_repeats} TTFT samples fitted in the budget")
                 break
             time.sleep(IDLE_S)
-            ttfts.append(_timed_run(llm, chat, 1).prompt_s * 1000)
+            ttfts.append(_timed_run(llm, chat, 1, cancel=cancel).prompt_s * 1000)
+        other_load, steal, spread, noise = _noise(meter, runs)
+        if noise:
+            log(f"{name}: measured under load ({noise}): applied for now, to be measured again when idle")
     finally:
         llm.close()
 
@@ -262,29 +338,35 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
         by_threads=sorted(results.values(), key=lambda r: r.threads), prompt_tokens=len(prompt),
         gen_tokens=plan.gen_tokens, repeats=plan.repeats, truncated=bool(reasons),
         truncated_reason="; ".join(reasons), budget_s=budget_s, elapsed_s=time.perf_counter() - started,
-        measured_at=time.time(), n_gpu_layers=n_gpu_layers)
+        measured_at=time.time(), n_gpu_layers=n_gpu_layers, other_load=other_load, steal=steal, spread=spread,
+        noisy=bool(noise), noise_reason=noise)
 
 
 def ensure_profile(model_path: Path, sha256: str, *, budget_s: float = 20.0, directory: Path | None = None,
-                   name: str = "", n_gpu_layers: int = 0,
-                   log: Callable[[str], None] = lambda _m: None) -> ModelProfile:
-    """The stored profile for (this hardware, `sha256`, this llama-cpp-python), or a
-    fresh one measured within about `budget_s` seconds (bandwidth test included) and
-    saved. Blocks: call it off the event loop. A cache directory that cannot be
-    written costs only the persistence, never the profile."""
+                   name: str = "", n_gpu_layers: int = 0, log: Callable[[str], None] = lambda _m: None,
+                   cancel: threading.Event | None = None, fresh: bool = False) -> ModelProfile:
+    """The stored profile for (this hardware, `sha256`, this llama-cpp-python), or (none
+    stored, or `fresh`) one measured within about `budget_s` seconds (bandwidth test
+    included) and saved. Blocks: call it off the event loop. A cache directory that
+    cannot be written costs only the persistence, never the profile. A fresh profile
+    that is noisy does not replace a stored one that is not."""
     import llama_cpp
 
     started = time.perf_counter()
     hw = collect_hardware(bandwidth=False)
     hit = load_profile(hw.fingerprint, sha256, llama_cpp.__version__, directory)
-    if hit is not None:
+    if hit is not None and not fresh:
         return hit
+    if cancel is not None and cancel.is_set():
+        raise ProfileCancelled("profile cancelled")
     bandwidth = measure_bandwidth_gbps()
     remaining = max(0.0, budget_s - (time.perf_counter() - started))
     profile = profile_model(model_path, sha256=sha256, name=name, budget_s=remaining, bandwidth_gbps=bandwidth,
                             fingerprint=hw.fingerprint,
                             candidates=thread_candidates(hw.physical_cores, hw.logical_cores),
-                            n_gpu_layers=n_gpu_layers, log=log)
+                            n_gpu_layers=n_gpu_layers, log=log, cancel=cancel)
+    if hit is not None and profile.noisy and not hit.noisy:
+        return hit
     try:
         save_profile(profile, directory)
     except OSError as exc:

@@ -91,6 +91,18 @@ class ModelProfile:
     observations: int = 0
     updated_at: float | None = None
     n_gpu_layers: int = 0
+    # Measured while something else ran: other programs' share of the CPU and the
+    # hypervisor's steal during the timed runs, and the spread of repeated runs. A noisy
+    # profile is applied for now and measured again when the machine is idle.
+    other_load: float = 0.0       # mean share of all CPUs busy with other processes (0-1)
+    steal: float = 0.0            # mean share of CPU time stolen by the hypervisor (0-1)
+    spread: float = 0.0           # largest (max - min) / median of gen_tps over a thread count's repeats
+    noisy: bool = False
+    noise_reason: str = ""
+
+    def best_threads_for(self, prompt_tokens: float, gen_tokens: float) -> int:
+        """fastest_threads over this profile's measurements (its best_threads if it has none)."""
+        return fastest_threads(self.by_threads, prompt_tokens, gen_tokens) if self.by_threads else self.best_threads
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable; `from_dict(to_dict())` round-trips."""
@@ -105,6 +117,17 @@ class ModelProfile:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["by_threads"] = [ThreadResult(**t) for t in data["by_threads"]]
         return cls(**kwargs)
+
+
+def fastest_threads(by_threads: list[ThreadResult], prompt_tokens: float, gen_tokens: float) -> int:
+    """The thread count that serves a request of this shape fastest: prompt tokens at the
+    prompt rate plus generated tokens at the generation rate (a rate alone can pick 1
+    thread for generation while 2 threads halve the wait for a long prompt)."""
+    def seconds(t: ThreadResult) -> float:
+        if t.prompt_tps <= 0 or t.gen_tps <= 0:
+            return float("inf")
+        return prompt_tokens / t.prompt_tps + gen_tokens / t.gen_tps
+    return min(by_threads, key=seconds).threads
 
 
 def default_profiles_dir() -> Path:

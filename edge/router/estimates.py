@@ -29,11 +29,14 @@ class LocalEstimate:
     gen_tps: Ema = field(default_factory=Ema)
     profiled_gen_tps: float | None = None  # the hardware profile's rate: what an unloaded device does
     completion_tokens: Ema = field(default_factory=Ema)
+    prompt_tokens: Ema = field(default_factory=Ema)   # the shape of this deployment's requests
     service_s: Ema = field(default_factory=Ema)
+    seeded_at: float = 0.0  # when the profile that seeded the rates was measured (Unix seconds)
 
-    def seed(self, prompt_tps: float, gen_tps: float) -> None:
+    def seed(self, prompt_tps: float, gen_tps: float, *, at: float = 0.0) -> None:
         self.prompt_tps.value, self.gen_tps.value = prompt_tps, gen_tps
         self.profiled_gen_tps = gen_tps
+        self.seeded_at = at
 
     def observe(self, *, prompt_tokens: int, prompt_s: float, completion_tokens: int, decode_s: float,
                 service_s: float) -> None:
@@ -42,6 +45,8 @@ class LocalEstimate:
         if decode_s > 0 and completion_tokens > 1:
             self.gen_tps.add((completion_tokens - 1) / decode_s)
         self.completion_tokens.add(completion_tokens)
+        if prompt_tokens > 0:
+            self.prompt_tokens.add(prompt_tokens)
         self.service_s.add(service_s)
 
     def predict_s(self, *, prompt_tokens: int, max_tokens: int, waiting: int) -> float | None:
