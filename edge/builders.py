@@ -47,13 +47,11 @@ def build_local(entry: ModelEntry, settings: Settings, models_dir: Path) -> Thre
         except ModelNotFound:
             raise ConfigError(f"local.models: model {entry.name!r} has no path and is not in the manifest") from None
         path, sha256, size = models_dir / spec.file, spec.sha256, spec.size
-    if sha256:
-        # Refuse a corrupt or truncated file here, with its name, rather than
-        # letting llama.cpp meet it in native code.
-        verify_file(path, sha256, name=entry.name, models_dir=models_dir if path.parent == models_dir else None,
-                    expected_size=size)
-    elif not path.is_file():
-        raise ModelNotFound(f"model {entry.name!r}: file {path} does not exist")
+    # Refuse a missing, truncated or corrupt file here, with its name and the fix, rather
+    # than letting llama.cpp meet it in native code (the GGUF structure is checked with or
+    # without a sha256).
+    verify_file(path, sha256, name=entry.name, models_dir=models_dir if path.parent == models_dir else None,
+                expected_size=size, origin="path" if entry.path else "manifest")
     primer = tuple(Message(role, text) for role, text in spec.primer) if spec is not None and entry.primer else ()
     temperature = entry.temperature if entry.temperature is not None else (
         spec.temperature if spec is not None and spec.temperature is not None else DEFAULT_TEMPERATURE)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.config import model_name_problem
 from edge.errors import ConfigError, ModelCorrupt, ModelError, ModelNotFound
+from edge.gguf import GGUF_MAGIC, check_gguf_header  # noqa: F401 - re-exported: callers import them from here
 from edge.shipped import shipped_file
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 _CHUNK = 1 << 20
-GGUF_MAGIC = b"GGUF"
 ModelFormat = Literal["gguf", "onnx", "json"]
 # The manifest entries the difficulty classifier needs (edge/router/classifier.py).
 ROUTER_ENCODER = "minilm-l6-v2-int8"
@@ -159,17 +159,6 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return h.hexdigest()
 
 
-def check_gguf_header(path: Path) -> None:
-    """Refuse a file that is not GGUF before llama.cpp sees it."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ModelNotFound(f"cannot read model file {path}: {exc.strerror}") from exc
-    if magic != GGUF_MAGIC:
-        raise ModelCorrupt(f"model file {path} is not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
-
-
 @dataclass(frozen=True)
 class InstalledModel:
     name: str
@@ -208,23 +197,45 @@ def _write_receipt(models_dir: Path, name: str, path: Path, digest: str, fmt: Mo
         raise
 
 
+# Where a model's file came from decides the fix a message names: `edge models pull NAME`
+# fetches only what the manifest lists.
+ModelOrigin = Literal["manifest", "custom", "path"]
+
+
+def _remedy(origin: ModelOrigin, name: str, path: Path, problem: Literal["missing", "damaged"]) -> str:
+    """What to do about a missing or damaged model file, for a model of this origin."""
+    if origin == "manifest":
+        return f"run `edge models pull {name}`" + (" again" if problem == "damaged" else "")
+    if origin == "custom":  # installed with `pull --from FILE --name NAME`
+        return f"install it again: `edge models pull --from FILE --name {name}`"
+    entry = f"the [[local.models]] entry named {name!r}"
+    if problem == "missing":
+        return f"fix `path` in {entry}, or put the file there"
+    return f"put a complete copy of the model at {path}, or point `path` in {entry} at one"
+
+
 def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path | None = None,
-                expected_size: int | None = None, fmt: ModelFormat = "gguf") -> None:
+                expected_size: int | None = None, fmt: ModelFormat = "gguf",
+                origin: ModelOrigin = "manifest") -> None:
     """Raise ModelNotFound/ModelCorrupt unless `path` is the expected file.
 
-    A "gguf" file must also start with the GGUF magic; "onnx"/"json" files are
-    checked by size and sha256 only. With `models_dir`, a receipt whose size and
-    mtime still match spares the hash.
+    A "gguf" file must also be a whole GGUF file (check_gguf_header); "onnx"/"json" files
+    are checked by size and sha256 only. An empty `expected_sha256` (a model configured by
+    path without one) skips the hash. With `models_dir`, a receipt whose size and mtime
+    still match spares the hash. `origin` chooses the fix the messages name.
     """
     if not path.is_file():
-        raise ModelNotFound(f"model {name!r}: file {path} does not exist (run `edge models pull {name}`)")
+        raise ModelNotFound(f"model {name!r}: file {path} does not exist ({_remedy(origin, name, path, 'missing')})")
+    damaged = _remedy(origin, name, path, "damaged")
     st = path.stat()
     if expected_size is not None and st.st_size != expected_size:
         raise ModelCorrupt(
             f"model {name!r}: file {path} is {st.st_size} bytes, expected {expected_size} "
-            f"(truncated or replaced; run `edge models pull {name}` again)")
+            f"(truncated or replaced; {damaged})")
     if fmt == "gguf":
-        check_gguf_header(path)
+        check_gguf_header(path, name=name, fix=damaged)
+    if not expected_sha256:
+        return
     if models_dir is not None:
         try:
             receipt = json.loads(_receipt_path(models_dir, name).read_text(encoding="utf-8"))
@@ -235,9 +246,10 @@ def verify_file(path: Path, expected_sha256: str, *, name: str, models_dir: Path
             pass  # no usable receipt: hash it
     digest = sha256_file(path)
     if digest != expected_sha256:
-        raise ModelCorrupt(
-            f"model {name!r}: file {path} has sha256 {digest}, expected {expected_sha256} "
-            f"(corrupt; run `edge models pull {name}` again)")
+        why = (f"not the file the config names: if it is the one you want, set sha256 = \"{digest}\" "
+               f"(or \"\" to skip the check) in the [[local.models]] entry named {name!r}; otherwise put the "
+               f"right file at {path}" if origin == "path" else f"corrupt; {damaged}")
+        raise ModelCorrupt(f"model {name!r}: file {path} has sha256 {digest}, expected {expected_sha256} ({why})")
     if models_dir is not None and path.parent == models_dir:
         _write_receipt(models_dir, name, path, digest, fmt)
 
@@ -399,7 +411,8 @@ def list_installed(models_dir: Path) -> list[InstalledModel]:
         path = models_dir / file_name
         size = path.stat().st_size if path.exists() else 0
         try:
-            verify_file(path, digest, name=name, models_dir=models_dir, fmt=fmt)
+            verify_file(path, digest, name=name, models_dir=models_dir, fmt=fmt,
+                        origin="manifest" if name in formats else "custom")
             out.append(InstalledModel(name, path, digest, size, True, format=fmt))
         except ModelError as exc:
             out.append(InstalledModel(name, path, digest, size, False, str(exc), format=fmt))

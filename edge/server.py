@@ -7,6 +7,7 @@ Build with `Daemon(settings)` (verifies model files, binds nothing), then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -247,6 +248,8 @@ class Daemon:
         self._load_task: asyncio.Task[None] | None = None
         self.http: Any = None  # edge.http_api.HttpFrontDoor when [http] listen is set
         self.load_error: BaseException | None = None
+        # Each listener's self-check at start: "" when this machine could connect, else why not.
+        self.unreachable: dict[str, str] = {}
 
     def status(self, snap: Snapshot) -> pb.GetStatusResponse:
         import psutil
@@ -285,9 +288,27 @@ class Daemon:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self._server = server
-        log.info("listening", extra={"addresses": self.addresses})
+        await self._check_listeners()
         self._load_task = asyncio.create_task(self._load())
         return self.addresses
+
+    async def _check_listeners(self) -> None:
+        """Connect to each bound listener from this machine and say which ones work: a
+        bound socket is no proof (with the loopback interface down the daemon bound,
+        logged "serving", and no client on the device could reach it). Start-up goes on
+        either way; whatever is unreachable is named with the error."""
+        names = list(self.addresses)
+        problems = await asyncio.gather(*(probe_listener(self.addresses[n]) for n in names))
+        self.unreachable = {n: p for n, p in zip(names, problems, strict=True) if p}
+        log.info("listening", extra={"addresses": self.addresses,
+                                     "reachable": {n: n not in self.unreachable for n in names}})
+        for name, problem in self.unreachable.items():
+            log.warning("listener not reachable from this machine",
+                        extra={"listener": name, "address": self.addresses[name], "error": problem})
+        if len(self.unreachable) == len(names):
+            log.error("no listener is reachable from this machine: no client can connect (is the loopback "
+                      "interface up? `ip addr show lo`; a firewall dropping local traffic?)",
+                      extra={"unreachable": self.unreachable})
 
     def _grpc_server(self) -> grpc.aio.Server:
         """The gRPC server with its services and the limits that bound what a caller can hold."""
@@ -350,7 +371,8 @@ class Daemon:
             return
         self.state = "serving"
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"default_model": self.engine.default_model})
+        log.info("serving", extra={"default_model": self.engine.default_model,
+                                   **({"unreachable": self.unreachable} if self.unreachable else {})})
 
     def reload(self) -> None:
         if self.tokens is None:
@@ -451,6 +473,40 @@ def _bind_problem(listen: str) -> str | None:
                     return f"server.listen: {host} is not an address of this machine; {fix}"
                 return f"server.listen: cannot bind {listen}: {exc.strerror or exc}; {fix}"
     return None
+
+
+# A wildcard address is reached from this machine through loopback.
+_LOOPBACK = {"": ("127.0.0.1",), "0.0.0.0": ("127.0.0.1",), "::": ("::1", "127.0.0.1")}
+
+
+async def probe_listener(address: str, timeout_s: float = 1.0) -> str:
+    """Whether this machine can connect to a listener the daemon bound: "" when a plain
+    connection to `address` (host:port, [v6]:port or unix:PATH; a wildcard host means
+    loopback) is accepted within `timeout_s`, else the address tried and the error.
+    Nothing is sent: the connection is closed as soon as it is made."""
+    if address.startswith("unix:"):
+        targets: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            (address, lambda: asyncio.open_unix_connection(address[len("unix:"):]))]
+    else:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        targets = [(f"[{h}]:{port}" if ":" in h else f"{h}:{port}",
+                    lambda h=h: asyncio.open_connection(h, int(port))) for h in _LOOPBACK.get(host, (host,))]
+    errors = []
+    for shown, connect in targets:
+        try:
+            _reader, writer = await asyncio.wait_for(connect(), timeout_s)
+        except TimeoutError:
+            errors.append(f"{shown}: no answer within {timeout_s:g} s")
+            continue
+        except OSError as exc:
+            errors.append(f"{shown}: {os.strerror(exc.errno) if exc.errno else exc}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return ""
+    return "; ".join(errors)
 
 
 def _bind_unix(server: grpc.aio.Server, path: Path, group: str) -> Path:

@@ -6,6 +6,7 @@ serving a real answer from the real default model."""
 from __future__ import annotations
 
 import hashlib
+import struct
 import json
 import os
 import shutil
@@ -26,7 +27,9 @@ from edge.cli import main
 from edge.config import load_settings
 from tests.conftest import DaemonProcess
 
-TINY = b"GGUF" + bytes(range(256)) * 16  # not a model llama.cpp could load, but a GGUF by its header
+# A GGUF with no metadata and no tensors (version 3, counts 0) and some padding: whole by
+# its structure (edge.catalog checks it), not a model llama.cpp could load.
+TINY = b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + bytes(range(256)) * 16
 TINY_SHA = hashlib.sha256(TINY).hexdigest()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import struct
 
 import grpc
 import httpx
@@ -213,7 +214,7 @@ def test_a_model_name_cannot_write_outside_the_models_directory(tmp_path, name):
     from edge.errors import ConfigError
 
     custom = tmp_path / "custom.gguf"
-    custom.write_bytes(b"GGUF" + b"\x01" * 100)
+    custom.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + b"\x01" * 100)  # a whole, empty GGUF
     models = tmp_path / "models"
     with pytest.raises(ConfigError, match="--name"):
         install_from(custom, models, name=name)
@@ -224,7 +225,7 @@ def test_a_link_planted_where_the_receipt_is_written_is_not_followed(tmp_path):
     from edge.catalog import install_from
 
     custom = tmp_path / "custom.gguf"
-    custom.write_bytes(b"GGUF" + b"\x01" * 100)
+    custom.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + b"\x01" * 100)  # a whole, empty GGUF
     models = tmp_path / "models"
     models.mkdir()
     victim = tmp_path / "victim.txt"

@@ -72,3 +72,31 @@ total_timeout_s = 120
     assert len(deltas) > 5 and "".join(deltas) == final.text
     assert final.served_by.backend == "llama-server" and final.finish_reason == "length"
     assert [(a.backend, a.outcome) for a in final.attempts] == [("llama-server", "ok")]
+
+
+def test_an_estimated_prompt_counts_the_chat_template(daemon_factory, llama_server):
+    """llama_cpp.server reports no usage in its streams. The estimate used to be 4
+    characters a token (7 for this question, where the server counts the chat template's
+    system prompt and role markers too); it is now the local model's own template and
+    tokenizer, which this server shares. The server's unary answer gives the true count."""
+    question = "What is the capital of France?"
+    d = daemon_factory(f"""
+[routing]
+strategy = "chain"
+classifier = false
+profile_on_start = false
+
+[[onprem]]
+name = "llama-server"
+base_url = "{llama_server}"
+model = "smollm2"
+first_byte_timeout_s = 60
+total_timeout_s = 120
+""")
+    r = d.client().ask(question, max_tokens=8, temperature=0, timeout=120)
+    assert r.served_by.backend == "llama-server" and "USAGE_ESTIMATED" in [x.code for x in r.trace]
+    truth = httpx.post(f"{llama_server}/chat/completions", timeout=120, json={
+        "model": "smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": question}]}).json()
+    reported = truth["usage"]["prompt_tokens"]
+    assert len(question) // 4 < reported / 2  # what the old estimate missed
+    assert abs(r.usage.prompt_tokens - reported) <= 0.1 * reported, (r.usage.prompt_tokens, reported)

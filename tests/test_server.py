@@ -3,8 +3,11 @@ cancellation path as the real model, so these run in seconds without a model."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
+import socket
 import stat
 import threading
 import time
@@ -15,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from edge.client import build_request
+from edge.server import probe_listener
 from edge.v1 import router_pb2 as pb
 
-from .conftest import NOT_SERVING, SERVING, fake_config, health_status, wait_until
+from .conftest import NOT_SERVING, SERVING, core_settings, fake_config, health_status, wait_until
 
 LONG_REPLY = " ".join(f"w{i}" for i in range(200))
 
@@ -291,3 +295,77 @@ def test_local_only_preference_is_recorded_in_the_trace(daemon_factory):
     r = d.client().ask("x", preference="local_only")
     assert [x.code for x in r.trace] == ["PREF_LOCAL_ONLY"]
     assert r.served_by.tier == pb.TIER_LOCAL
+
+
+# -- field trials: which listeners actually work ------------------------------------------------
+
+def test_probe_listener_connects_to_a_listening_socket(tmp_path):
+    """The start-up self-check: a bound, listening socket is reachable, by its own address,
+    through loopback when bound to a wildcard, and on a unix socket."""
+    with socket.create_server(("127.0.0.1", 0)) as tcp, socket.create_server(("0.0.0.0", 0)) as wild, \
+            socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(tmp_path / "s.sock"))
+        unix.listen()
+        assert asyncio.run(probe_listener(f"127.0.0.1:{tcp.getsockname()[1]}")) == ""
+        assert asyncio.run(probe_listener(f"0.0.0.0:{wild.getsockname()[1]}")) == ""
+        assert asyncio.run(probe_listener(f"unix:{tmp_path / 's.sock'}")) == ""
+
+
+def test_probe_listener_names_the_address_and_the_error_when_nothing_answers(tmp_path):
+    with socket.socket() as reserved:  # bound, never listening: the port is ours and refuses
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        assert asyncio.run(probe_listener(f"127.0.0.1:{port}")) == f"127.0.0.1:{port}: Connection refused"
+        assert asyncio.run(probe_listener(f"0.0.0.0:{port}")) == f"127.0.0.1:{port}: Connection refused"
+    assert asyncio.run(probe_listener(f"unix:{tmp_path / 'none.sock'}")) == (
+        f"unix:{tmp_path / 'none.sock'}: No such file or directory")
+    with socket.create_server(("127.0.0.1", 0)) as tcp:  # no time at all to connect: a timeout, named
+        assert asyncio.run(probe_listener(f"127.0.0.1:{tcp.getsockname()[1]}", timeout_s=0)) == (
+            f"127.0.0.1:{tcp.getsockname()[1]}: no answer within 0 s")
+
+
+def test_listening_line_says_which_listeners_were_reachable(daemon_factory, tmp_path):
+    """Field trial: with loopback down the daemon said "serving" though no client could
+    connect. The `listening` line now carries each listener's self-check (taking loopback
+    down needs root; the unreachable case is the probe's own test above)."""
+    d = daemon_factory(fake_config(reply="ok", server_extra=f'unix_socket = "{tmp_path / "e.sock"}"')
+                       + '[http]\nlisten = "127.0.0.1:0"\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    [line] = [json.loads(x) for x in d.logs().splitlines() if x.startswith("{") and '"msg": "listening"' in x]
+    assert line["reachable"] == {"tcp": True, "unix": True, "http": True, "metrics": True}
+    assert line["addresses"] == {k: v for k, v in d.addresses.items() if k != "pid"}
+    assert "not reachable" not in d.logs()
+    assert d.client().ask("x").text == "ok"
+
+
+def test_unreachable_listeners_are_warned_about_and_none_reachable_is_an_error(tmp_path, caplog):
+    """The daemon's check over its bound addresses: each unreachable one is a warning naming
+    the address and the error; start-up goes on; when none answers, an error says so."""
+    from edge.server import Daemon
+
+    async def check(addresses: dict[str, str]) -> Daemon:
+        daemon = Daemon(core_settings(tmp_path, fake_config(reply="ok")))
+        daemon.addresses = addresses
+        await daemon._check_listeners()
+        await daemon.engine.close()
+        return daemon
+
+    with socket.socket() as refusing, socket.socket(socket.AF_UNIX) as unix:
+        refusing.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{refusing.getsockname()[1]}"
+        unix.bind(str(tmp_path / "s.sock"))
+        unix.listen()
+        caplog.set_level("INFO", logger="edge.server")
+        d = asyncio.run(check({"tcp": dead, "unix": f"unix:{tmp_path / 's.sock'}"}))
+        assert d.unreachable == {"tcp": f"{dead}: Connection refused"}
+        [listening] = [r for r in caplog.records if r.msg == "listening"]
+        assert listening.reachable == {"tcp": False, "unix": True}
+        [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert (warning.msg, warning.listener, warning.address, warning.error) == (
+            "listener not reachable from this machine", "tcp", dead, f"{dead}: Connection refused")
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+        caplog.clear()
+        asyncio.run(check({"tcp": dead}))
+        [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert error.msg.startswith("no listener is reachable from this machine")
+        assert error.unreachable == {"tcp": f"{dead}: Connection refused"}

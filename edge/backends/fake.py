@@ -55,6 +55,9 @@ class FakeBackend(ThreadedBackend):
     def describe(self) -> ModelDescription:
         return ModelDescription(name=self.name, backend=self.kind, context_length=self.n_ctx, n_threads=1)
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return sum(len(m.content.split()) + 2 for m in request.messages)
+
     def _prepare(self, request: GenerationRequest) -> int:
         prompt_tokens = sum(len(m.content.split()) + 2 for m in request.messages)
         if prompt_tokens >= self.n_ctx:

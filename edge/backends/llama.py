@@ -236,6 +236,14 @@ class LlamaBackend(ThreadedBackend):
 
     # -- the request path -------------------------------------------------------------
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """The request's prompt in this model's chat template and tokenizer (primer left
+        out): an estimate of what a remote server that reports no usage was sent."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        formatted = self._formatter(messages=messages)
+        prompt = formatted.prompt + request.assistant_prefix
+        return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True))
+
     def _prepare(self, request: GenerationRequest) -> _Prepared:
         messages = [{"role": m.role, "content": m.content} for m in _primed(request.messages, self.primer)]
         try:

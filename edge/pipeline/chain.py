@@ -303,6 +303,11 @@ class _ChainRun:
             return _Next(retry=False)
         return _Next(retry=True, delay=delay)
 
+    def _count_prompt_tokens(self) -> Callable[[GenerationRequest], int] | None:
+        """The local model's prompt counter, when the chain has a local model that has one."""
+        local = next((c for c in self.chain if c.remote is None and c.name == "local"), None)
+        return getattr(local.backend, "count_prompt_tokens", None) if local is not None else None
+
     def _served(self, cand: Candidate, t: _Try, final: Chunk) -> Served:
         st = cand.remote
         if st is not None:
@@ -311,7 +316,7 @@ class _ChainRun:
         self.attempts.append(Attempt(cand.name, cand.tier, Outcome.OK, t.elapsed_ms()))
         estimated = st is not None and final.completion_tokens == 0 and t.deltas > 0
         if estimated:
-            final = _estimate_usage(final, self.request, t.deltas)
+            final = _estimate_usage(final, self.request, t.deltas, self._count_prompt_tokens())
         return Served(cand, final, self.attempts, spent=self.spent, usage_estimated=estimated, verdict=self.verdict,
                       abandoned=self.abandoned)
 
@@ -333,11 +338,19 @@ def _release_probe(st: RemoteState | None) -> None:
         st.breaker.release_probe()
 
 
-def _estimate_usage(final: Chunk, request: GenerationRequest, deltas: int) -> Chunk:
-    """One streamed delta per token (how OpenAI-compatible servers stream), and
-    about 4 characters per prompt token: better than reporting nothing to budgets."""
-    prompt = final.prompt_tokens or request.approx_prompt_tokens()
-    return replace(final, prompt_tokens=prompt, completion_tokens=deltas)
+def _estimate_usage(final: Chunk, request: GenerationRequest, deltas: int,
+                    count: Callable[[GenerationRequest], int] | None) -> Chunk:
+    """One streamed delta per token (how OpenAI-compatible servers stream); the prompt
+    counted through the local model's chat template and tokenizer when there is one
+    (a template adds a system prompt and role markers that 4 characters a token miss),
+    else about 4 characters a token: better than reporting nothing to budgets."""
+    prompt = final.prompt_tokens
+    if not prompt and count is not None:
+        try:
+            prompt = count(request)
+        except Exception:  # noqa: BLE001 - an estimate that fails falls back to the rough one
+            prompt = 0
+    return replace(final, prompt_tokens=prompt or request.approx_prompt_tokens(), completion_tokens=deltas)
 
 
 @contextmanager
