@@ -48,7 +48,6 @@ sys.path.insert(0, str(HERE.parent))
 from routing_metrics import apgr, cpt, normalised_ranks, sweep  # noqa: E402
 from routing_quality import local_answer, past_the_gate  # noqa: E402
 
-from edge.backends.llama import LlamaBackend  # noqa: E402
 from edge.calibration.agreement import agree  # noqa: E402
 from edge.calibration.fit import fit  # noqa: E402
 from edge.calibration.store import Label  # noqa: E402
@@ -152,13 +151,14 @@ def right(answer: str, accept: list[str]) -> bool:
 # -- the local tier ------------------------------------------------------------------------------------
 
 async def local_answers(qs: list[dict[str, Any]], max_tokens: int) -> None:
-    """Each question through the real model (greedy), with what the daemon's cascade gate
-    reads at its gate point (routing_quality.local_answer: the shipped GatePoint)."""
-    from edge.config import RoutingSettings
+    """Each question through the real model (greedy), built as the daemon builds its default
+    (the manifest's primer included), with what the daemon's cascade gate reads at its gate
+    point (routing_quality.local_answer: the shipped GatePoint)."""
+    from edge.builders import build_local
+    from edge.config import ModelEntry, RoutingSettings, Settings
 
     manifest = load_manifest()
-    spec = manifest.get(manifest.default)
-    backend = LlamaBackend("local", default_models_dir() / spec.file, sha256=spec.sha256, n_threads=2, queue_size=4)
+    backend = build_local(ModelEntry(name=manifest.default), Settings(local={"n_threads": 2}), default_models_dir())
     routing = RoutingSettings()
     await backend.start()
     try:
