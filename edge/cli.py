@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         fit = (f"fit: threshold {r.threshold:.2f}, estimated agreement {r.estimated_agreement:.2f}, remote share "
                f"{r.remote_share:.2f} ({r.target})" if r.fitted else "shipped prior (not enough labels to fit yet)")
         print(f"router: {r.labels} labels, {r.shadow_samples} shadow samples; {fit}")
+    if status.HasField("fleet"):
+        f = status.fleet
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.since_unix_s))
+        state = (f"connected to {f.server} since {since}" if f.connected
+                 else f"not connected since {since}: serving as a box alone ({f.last_error or 'connecting'})")
+        print(f"fleet {f.fleet!r} as box {f.box!r}: {state}; {f.pending} writes pending, "
+              f"{f.heartbeats_sent} heartbeats sent")
     for b in status.budgets:
         limit = f"of ${b.limit_usd:.4f}, ${b.remaining_usd:.4f} left" if b.limit_usd else "(no budget)"
         print(f"spent this {b.period}: ${b.spent_usd:.4f} {limit}")

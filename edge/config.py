@@ -234,6 +234,18 @@ class CalibrationSettings(_Section):
     fit_window: int = Field(2000, ge=10, le=20_000, description="The most recent labels the fit uses")
 
 
+class FleetSettings(_Section):
+    servers: list[str] = Field(default_factory=list, description="NATS server URLs of the fleet (nats://host:4222, tls://...); empty = no fleet: this box behaves exactly as a box alone")
+    name: str = Field("edge", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Fleet name: the prefix of its buckets and subjects, so fleets can share a server")
+    box: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,128}$", description="This box's name in the fleet; empty = the host name")
+    creds_file: str = Field("", description="NATS credentials file (user JWT and nkey seed); must not be readable by other users")
+    tls_ca_file: str = Field("", description="PEM CA bundle that signed the servers' certificates")
+    tls_cert_file: str = Field("", description="PEM client certificate, for servers that ask for one")
+    tls_key_file: str = Field("", description="PEM private key of that certificate")
+    heartbeat_s: float = Field(10.0, ge=0.5, le=3600, description="Seconds between this box's heartbeats (name, version, model, uptime)")
+    connect_timeout_s: float = Field(2.0, gt=0, le=60, description="Bound on one connection attempt; the daemon never waits for it")
+
+
 class CacheSettings(_Section):
     enabled: bool = Field(False, description="Answer repeated (exact) and near-repeated (semantic) requests from the answer cache")
     path: str = Field("", description="SQLite file of the cache; empty = next to the ledger")
@@ -327,6 +339,7 @@ class Settings(_Section):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     ledger_retention_days: int = Field(90, ge=0, le=36_500, description="Days of raw ledger rows kept; older ones are deleted, their daily aggregates (budgets, edge usage) stay. 0 = keep every row")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")

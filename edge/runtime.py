@@ -29,6 +29,7 @@ from edge.cost_gate import CostGate
 from edge.errors import ModelError, ModelNotFound
 from edge.ledger import Ledger, default_ledger_path
 from edge.metrics import Metrics
+from edge.fleet import FleetLink
 from edge.pipeline.candidates import RemoteState, probe_loop
 from edge.pricing import PriceTable
 from edge.resilience import BreakerState, Clock
@@ -89,6 +90,7 @@ class Runtime:
         self.classifier: DifficultyClassifier | None = injected.classifier
         self.cache: CachePolicy | None = None   # set by start() when [cache] is enabled
         self.teacher: Teacher | None = None      # set by start() with remote tiers and [calibration] on
+        self.fleet: FleetLink | None = None      # set by start() with [fleet] servers
         self.shadow_samples: Callable[[], int] | None = None  # set by the engine: shadow calls started
         self.hardware: Any = None                # edge.profiler.HardwareProfile once start() has probed it
         self.profiles: dict[str, Any] = {}       # model name -> the edge.profiler.ModelProfile applied
@@ -119,6 +121,9 @@ class Runtime:
             t0 = time.perf_counter()
             await self.local[name].start()
             log.info("model loaded", extra={"model": name, "load_s": round(time.perf_counter() - t0, 3)})
+        if self.settings.fleet.servers:  # the link connects on its own task: start never waits for it
+            self.fleet = FleetLink(self.settings.fleet, describe=self._heartbeat)
+            self.fleet.start()
         if self.remotes and not self._fake_clock:
             self._spawn(probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
         self._spawn(self._seed_from_profiles())
@@ -160,8 +165,17 @@ class Runtime:
     def _spawn(self, work: Any) -> None:
         self._tasks.append(asyncio.create_task(work))
 
+    def _heartbeat(self) -> dict[str, Any]:
+        """What this box's fleet heartbeat says about it."""
+        from edge import __version__
+
+        return {"version": __version__, "model": self.default_model, "uptime_s": round(time.monotonic() -
+                                                                                        self.started_at, 1)}
+
     async def close(self) -> None:
         self._stop_profiles.set()  # a profile measuring in a thread stops at its next token
+        if self.fleet is not None:
+            await self.fleet.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(b.close() for b in self.local.values()),
@@ -308,7 +322,8 @@ class Runtime:
             backends=[_backend_snapshot(name, st) for name, st in self.remotes.items()],
             budgets=self._budgets() if budgets else [],
             cache_entries=len(self.cache.cache) if self.cache is not None else None,
-            hardware=self.hardware, router=self._router_snapshot() if budgets else None)
+            hardware=self.hardware, router=self._router_snapshot() if budgets else None,
+            fleet=self.fleet.snapshot() if self.fleet is not None else None)
 
     def _router_snapshot(self) -> RouterFitSnapshot | None:
         """Blocking (counts the labels): the router's fit, for status and metrics."""

@@ -179,6 +179,14 @@ def _backends(snap: Snapshot) -> list[pb.BackendStatus]:
         for b in snap.backends]
 
 
+def _fleet(snap: Snapshot) -> pb.FleetStatus | None:
+    f = snap.fleet
+    if f is None:
+        return None
+    return pb.FleetStatus(fleet=f.fleet, box=f.box, connected=f.connected, since_unix_s=f.since, server=f.server,
+                          last_error=f.last_error, pending=f.pending, heartbeats_sent=f.heartbeats_sent)
+
+
 def _router(snap: Snapshot) -> pb.RouterFit | None:
     r = snap.router
     if r is None:
@@ -266,7 +274,7 @@ class Daemon:
             auth_required=bool(sec.tokens_file),
             tls="mutual" if sec.tls_client_ca_file else "tls" if sec.tls_cert_file else "off",
             rate_limit_per_s=sec.rate_limit_per_s, pii_guard=self.settings.privacy.pii,
-            router=_router(snap))
+            router=_router(snap), fleet=_fleet(snap))
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME):

@@ -84,3 +84,4 @@ class Snapshot:
     cache_entries: int | None = None  # None: the answer cache is off
     hardware: Any = None              # edge.profiler.HardwareProfile once probed
     router: RouterFitSnapshot | None = None  # None: no teacher (no remote tier, or [calibration] off)
+    fleet: Any = None                 # edge.fleet.link.FleetSnapshot; None: no [fleet]

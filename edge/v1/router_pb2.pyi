@@ -318,7 +318,7 @@ class BackendStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tier: _Optional[_Union[Tier, str]] = ..., kind: _Optional[str] = ..., model: _Optional[str] = ..., breaker: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., breaker_opened_total: _Optional[int] = ..., retry_in_s: _Optional[float] = ..., outstanding: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., out_of_rotation: _Optional[str] = ..., capabilities: _Optional[str] = ..., probing: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard", "router")
+    __slots__ = ("version", "state", "uptime_s", "models", "default_model", "backends", "network", "hardware", "budgets", "auth_required", "tls", "rate_limit_per_s", "pii_guard", "router", "fleet")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +333,7 @@ class GetStatusResponse(_message.Message):
     RATE_LIMIT_PER_S_FIELD_NUMBER: _ClassVar[int]
     PII_GUARD_FIELD_NUMBER: _ClassVar[int]
     ROUTER_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     uptime_s: float
@@ -347,7 +348,28 @@ class GetStatusResponse(_message.Message):
     rate_limit_per_s: float
     pii_guard: str
     router: RouterFit
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ..., hardware: _Optional[_Union[HardwareSummary, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[str] = ..., rate_limit_per_s: _Optional[float] = ..., pii_guard: _Optional[str] = ..., router: _Optional[_Union[RouterFit, _Mapping]] = ...) -> None: ...
+    fleet: FleetStatus
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., uptime_s: _Optional[float] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendStatus, _Mapping]]] = ..., network: _Optional[str] = ..., hardware: _Optional[_Union[HardwareSummary, _Mapping]] = ..., budgets: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[str] = ..., rate_limit_per_s: _Optional[float] = ..., pii_guard: _Optional[str] = ..., router: _Optional[_Union[RouterFit, _Mapping]] = ..., fleet: _Optional[_Union[FleetStatus, _Mapping]] = ...) -> None: ...
+
+class FleetStatus(_message.Message):
+    __slots__ = ("fleet", "box", "connected", "since_unix_s", "server", "last_error", "pending", "heartbeats_sent")
+    FLEET_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEATS_SENT_FIELD_NUMBER: _ClassVar[int]
+    fleet: str
+    box: str
+    connected: bool
+    since_unix_s: float
+    server: str
+    last_error: str
+    pending: int
+    heartbeats_sent: int
+    def __init__(self, fleet: _Optional[str] = ..., box: _Optional[str] = ..., connected: _Optional[bool] = ..., since_unix_s: _Optional[float] = ..., server: _Optional[str] = ..., last_error: _Optional[str] = ..., pending: _Optional[int] = ..., heartbeats_sent: _Optional[int] = ...) -> None: ...
 
 class RouterFit(_message.Message):
     __slots__ = ("labels", "fitted", "threshold", "estimated_agreement", "remote_share", "target", "shadow_samples")

@@ -1,0 +1,5 @@
+"""A fleet of edge boxes on NATS JetStream: best effort, never on the request path."""
+
+from edge.fleet.link import FleetLink
+
+__all__ = ["FleetLink"]

