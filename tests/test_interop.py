@@ -47,10 +47,12 @@ def llama_server(default_model_path, tmp_path_factory):
     proc.wait(30)
 
 
-def test_llama_cpp_server_as_the_onprem_tier(daemon_factory, llama_server):
-    d = daemon_factory(fake_config(reply="local fallback") + f"""
+def onprem(llama_server: str, routing: str = "") -> str:
+    """The llama_cpp.server as the on-prem tier, walked first (strategy chain)."""
+    return f"""
 [routing]
 strategy = "chain"
+{routing}
 
 [[onprem]]
 name = "llama-server"
@@ -58,7 +60,11 @@ base_url = "{llama_server}"
 model = "smollm2"
 first_byte_timeout_s = 60
 total_timeout_s = 120
-""")
+"""
+
+
+def test_llama_cpp_server_as_the_onprem_tier(daemon_factory, llama_server):
+    d = daemon_factory(fake_config(reply="local fallback") + onprem(llama_server))
     c = d.client()
     r = c.ask("What is the capital of France?", max_tokens=24, temperature=0, timeout=120)
     assert r.served_by.backend == "llama-server" and r.served_by.tier == pb.TIER_ONPREM
@@ -80,19 +86,7 @@ def test_an_estimated_prompt_counts_the_chat_template(daemon_factory, llama_serv
     system prompt and role markers too); it is now the local model's own template and
     tokenizer, which this server shares. The server's unary answer gives the true count."""
     question = "What is the capital of France?"
-    d = daemon_factory(f"""
-[routing]
-strategy = "chain"
-classifier = false
-profile_on_start = false
-
-[[onprem]]
-name = "llama-server"
-base_url = "{llama_server}"
-model = "smollm2"
-first_byte_timeout_s = 60
-total_timeout_s = 120
-""")
+    d = daemon_factory(onprem(llama_server, "classifier = false\nprofile_on_start = false"))  # the real local model
     r = d.client().ask(question, max_tokens=8, temperature=0, timeout=120)
     assert r.served_by.backend == "llama-server" and "USAGE_ESTIMATED" in [x.code for x in r.trace]
     truth = httpx.post(f"{llama_server}/chat/completions", timeout=120, json={
