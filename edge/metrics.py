@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from edge import __version__
@@ -138,6 +138,11 @@ class _LiveState(Collector):
         if snap.cache_entries is not None:
             yield GaugeMetricFamily("edge_cache_entries", "Answers held by the answer cache",
                                     value=float(snap.cache_entries))
+            refused = CounterMetricFamily("edge_cache_guard_refused", "Semantic cache hits the guard refused "
+                                          "because the questions differ in meaning, by reason", labels=["reason"])
+            for reason, n in sorted(snap.cache_refused.items()):
+                refused.add_metric([reason], float(n))
+            yield refused
         yield from _budget_gauges(snap)
         yield from _router_gauges(snap)
 

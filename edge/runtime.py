@@ -322,6 +322,7 @@ class Runtime:
             backends=[_backend_snapshot(name, st) for name, st in self.remotes.items()],
             budgets=self._budgets() if budgets else [],
             cache_entries=len(self.cache.cache) if self.cache is not None else None,
+            cache_refused=dict(self.cache.cache.refused) if self.cache is not None else {},
             hardware=self.hardware, router=self._router_snapshot() if budgets else None,
             fleet=self.fleet.snapshot() if self.fleet is not None else None)
 

@@ -82,6 +82,7 @@ class Snapshot:
     backends: list[BackendSnapshot] = field(default_factory=list)
     budgets: list[BudgetSnapshot] = field(default_factory=list)
     cache_entries: int | None = None  # None: the answer cache is off
+    cache_refused: dict[str, int] = field(default_factory=dict)  # semantic hits the guard refused, by reason
     hardware: Any = None              # edge.profiler.HardwareProfile once probed
     router: RouterFitSnapshot | None = None  # None: no teacher (no remote tier, or [calibration] off)
     fleet: Any = None                 # edge.fleet.link.FleetSnapshot; None: no [fleet]

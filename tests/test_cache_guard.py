@@ -188,3 +188,18 @@ def test_the_daemon_answers_a_reversed_question_itself_with_the_guard_on(daemon_
     assert reverse.served_by.backend == ("local" if not guard else "cache")
     polite = c.ask(POLITE, max_tokens=32, timeout=10)
     assert polite.served_by.backend == "cache" and polite.cache.match == "semantic"
+
+
+def test_refused_hits_are_counted_in_the_metrics_by_reason():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge.metrics import _LiveState
+    from edge.snapshot import Snapshot
+
+    snap = Snapshot(uptime_s=1.0, default_model="m", network="local-only", cache_entries=3,
+                    cache_refused={"numbers": 2, "negation": 1})
+    registry = CollectorRegistry()
+    registry.register(_LiveState(lambda: snap, lambda: "serving"))
+    text = generate_latest(registry).decode()
+    assert 'edge_cache_guard_refused_total{reason="numbers"} 2.0' in text
+    assert 'edge_cache_guard_refused_total{reason="negation"} 1.0' in text
