@@ -244,6 +244,8 @@ class FleetSettings(_Section):
     tls_key_file: str = Field("", description="PEM private key of that certificate")
     heartbeat_s: float = Field(10.0, ge=0.5, le=3600, description="Seconds between this box's heartbeats (name, version, model, uptime)")
     connect_timeout_s: float = Field(2.0, gt=0, le=60, description="Bound on one connection attempt; the daemon never waits for it")
+    daily_budget_usd: float = Field(0.0, ge=0, le=1e9, description="The whole fleet's remote spend per UTC day, shared through leases; 0 = no fleet budget")
+    lease_usd: float = Field(0.0, ge=0, le=1e9, description="How much of the fleet budget this box reserves at a time and may spend without asking (also while the fleet is away); 0 = a tenth of daily_budget_usd")
 
 
 class CacheSettings(_Section):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from edge.ledger import BudgetStatus, Ledger
 from edge.pipeline.candidates import Candidate
@@ -13,12 +14,16 @@ from edge.config import CostSettings
 from edge.pricing import Price, PriceTable, cost_usd, local_cost_usd
 from edge.types import Attempt, Outcome, Request
 
+if TYPE_CHECKING:
+    from edge.fleet.budget import FleetBudget
+
 __all__ = ["CostGate"]
 
 
 class CostGate:
     def __init__(self, settings: CostSettings, prices: PriceTable, ledger: Ledger) -> None:
         self.settings, self.prices, self.ledger = settings, prices, ledger
+        self.fleet: FleetBudget | None = None  # the fleet's shared budget ([fleet] daily_budget_usd)
 
     def price(self, cand: Candidate) -> Price | None:
         """The price of a remote candidate's model; None for local work or an unpriced model."""
@@ -36,7 +41,7 @@ class CostGate:
         keeps the month's spending in memory; only the first check of a month reads it
         from the file, on a thread: SQLite never runs on the event loop."""
         ceilings = [c for c in (req.max_cost_usd, self.settings.max_cost_per_request_usd) if c > 0]
-        if not ceilings and not self.has_budget:
+        if not ceilings and not self.has_budget and self.fleet is None:
             return chain, []
         now = time.time()
         status = None
@@ -62,13 +67,24 @@ class CostGate:
                 skipped.append(Attempt(cand.name, cand.tier, Outcome.OVER_COST_CEILING, 0.0,
                                        f"up to ${estimate:.6f} at max_tokens, ceiling ${min(ceilings):.6f}"))
                 continue
-            if status is not None:
-                ok, why = self.ledger.allows(estimate, self.settings, now, status)
-                if not ok:
-                    skipped.append(Attempt(cand.name, cand.tier, Outcome.OVER_BUDGET, 0.0, why))
-                    continue
+            why = self._over_budget(req, estimate, status, now)
+            if why:
+                skipped.append(Attempt(cand.name, cand.tier, Outcome.OVER_BUDGET, 0.0, why))
+                continue
             kept.append(cand)
         return kept, skipped
+
+    def _over_budget(self, req: Request, estimate: float, status: BudgetStatus | None, now: float) -> str:
+        """Why this box's budget or the fleet's (a lease, held in memory) cannot take `estimate`; "" if it can."""
+        if status is not None:
+            ok, why = self.ledger.allows(estimate, self.settings, now, status)
+            if not ok:
+                return why
+        if self.fleet is not None:
+            ok, why = self.fleet.allows(estimate, req.request_id)
+            if not ok:
+                return why
+        return ""
 
     def cost_of(self, cand: Candidate, prompt_tokens: int, completion_tokens: int, seconds: float) -> float:
         """What an answer cost: the remote price, or the local energy and amortization."""

@@ -186,17 +186,9 @@ class _Run:
         final, cand = served.final, served.candidate
         trace, degraded = explain(plan, served, self.notices, e.settings)
         cache_info = cache_fallback_info(plan, served)
-        if cand.remote is None and cache_info is None and cand.model in e.runtime.estimates:
-            e.runtime.estimates[cand.model].observe(
-                prompt_tokens=final.prompt_tokens,
-                prompt_s=max(0.0, clocking.first_at - self.started - final.queue_wait_s),
-                completion_tokens=final.completion_tokens, decode_s=ended - clocking.first_at,
-                service_s=ended - self.started - final.queue_wait_s)
-        cost_of = e.runtime.cost_gate.cost_of
-        cost = 0.0 if cache_info is not None else cost_of(
-            cand, final.prompt_tokens, final.completion_tokens, ended - self.started)
-        # A stream that failed over mid-answer: every backend that sent part of it is counted.
-        cost += sum(cost_of(s.candidate, s.prompt_tokens, s.completion_tokens, 0.0) for s in served.spent)
+        if cand.remote is None and cache_info is None:
+            self._observe_local_rates(clocking)
+        cost = self._cost(cache_info is not None, ended)
         result = Result(request_id=plan.request.request_id, text="".join(self.parts),
                         finish_reason=final.finish_reason or "",
                         prompt_tokens=final.prompt_tokens + sum(s.prompt_tokens for s in served.spent),
@@ -205,12 +197,36 @@ class _Run:
                         model=cand.model, timings=timings(clocking, served), trace=trace, degraded=degraded,
                         attempts=list(served.attempts), cost_usd=cost, cache=cache_info)
         self._store(plan, result)
+        fleet = e.runtime.cost_gate.fleet
+        if fleet is not None:  # the lease pays what was spent remotely (the hold is released either way)
+            fleet.settle(plan.request.request_id, cost if cand.remote is not None or served.spent else 0.0)
         if e.runtime.teacher is not None:
             e.runtime.teacher.observe(plan, served, result.text)
         recorded = await self._record(result, pii_found=bool(plan.pii))
         if e.shadow is not None:
             e.shadow.maybe_sample(plan, served, result)  # starts after the client has its answer
         return recorded
+
+    def _observe_local_rates(self, c: Clocking) -> None:
+        """The local model's measured rates feed the latency predictor."""
+        assert self.served is not None
+        final, model = self.served.final, self.served.candidate.model
+        estimates = self.engine.runtime.estimates
+        if model in estimates:
+            estimates[model].observe(
+                prompt_tokens=final.prompt_tokens, prompt_s=max(0.0, c.first_at - self.started - final.queue_wait_s),
+                completion_tokens=final.completion_tokens, decode_s=c.ended - c.first_at,
+                service_s=c.ended - self.started - final.queue_wait_s)
+
+    def _cost(self, cached: bool, ended: float) -> float:
+        """What the answer cost; a stream that failed over mid-answer counts every backend
+        that sent part of it."""
+        assert self.served is not None
+        served, cost_of = self.served, self.engine.runtime.cost_gate.cost_of
+        final = served.final
+        cost = 0.0 if cached else cost_of(served.candidate, final.prompt_tokens, final.completion_tokens,
+                                          ended - self.started)
+        return cost + sum(cost_of(s.candidate, s.prompt_tokens, s.completion_tokens, 0.0) for s in served.spent)
 
     def _store(self, plan: Plan, result: Result) -> None:
         cache = self.engine.runtime.cache

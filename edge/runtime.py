@@ -29,7 +29,7 @@ from edge.cost_gate import CostGate
 from edge.errors import ModelError, ModelNotFound
 from edge.ledger import Ledger, default_ledger_path
 from edge.metrics import Metrics
-from edge.fleet import FleetLink
+from edge.fleet import FleetBudget, FleetLink
 from edge.pipeline.candidates import RemoteState, probe_loop
 from edge.pricing import PriceTable
 from edge.resilience import BreakerState, Clock
@@ -124,6 +124,12 @@ class Runtime:
         if self.settings.fleet.servers:  # the link connects on its own task: start never waits for it
             self.fleet = FleetLink(self.settings.fleet, describe=self._heartbeat)
             self.fleet.start()
+            f = self.settings.fleet
+            if f.daily_budget_usd > 0:  # spent from a lease: the cost gate reads memory only
+                budget = FleetBudget(self.fleet, limit_usd=f.daily_budget_usd, lease_usd=f.lease_usd)
+                self.fleet.pending_source = lambda: budget.pending
+                self.cost_gate.fleet = budget
+                self._spawn(budget.run())
         if self.remotes and not self._fake_clock:
             self._spawn(probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
         self._spawn(self._seed_from_profiles())

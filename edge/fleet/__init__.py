@@ -1,5 +1,6 @@
 """A fleet of edge boxes on NATS JetStream: best effort, never on the request path."""
 
+from edge.fleet.budget import FleetBudget
 from edge.fleet.link import FleetLink
 
-__all__ = ["FleetLink"]
+__all__ = ["FleetBudget", "FleetLink"]

@@ -62,14 +62,14 @@ class FleetLink:
         self._since = time.time()
         self._server = ""
         self._last_error = ""
-        self._pending = 0
         self._heartbeats = 0
+        self.pending_source: Callable[[], int] = lambda: 0  # fleet writes waiting (the budget's spend events)
 
     # -- status ---------------------------------------------------------------------
 
     def snapshot(self) -> FleetSnapshot:
         return FleetSnapshot(fleet=self.settings.name, box=self.box, connected=self._connected, since=self._since,
-                             server=self._server, last_error=self._last_error, pending=self._pending,
+                             server=self._server, last_error=self._last_error, pending=self.pending_source(),
                              heartbeats_sent=self._heartbeats)
 
     def _set_connected(self, up: bool, error: str = "") -> None:
@@ -136,12 +136,17 @@ class FleetLink:
         try:
             js = nc.jetstream()
             self._kv = await js.create_key_value(bucket=boxes_bucket(s.name), history=1)
+            await js.add_stream(name=f"{s.name}_spend", subjects=[f"{s.name}.spend.>"])
         except Exception:
             await nc.close()
             raise
         self._nc = nc
         self._server = _server_name(nc)
         self._set_connected(True)
+
+    def jetstream(self) -> Any:
+        """The JetStream context while connected, else None (callers skip their round)."""
+        return self._nc.jetstream() if self._connected and self._nc is not None else None
 
     async def _heartbeat(self) -> None:
         if not self._connected or self._kv is None:
@@ -189,7 +194,15 @@ def _tls_context(s: FleetSettings) -> Any:
 
 
 def _describe_error(exc: BaseException, s: FleetSettings) -> str:
-    """One line: what failed, by the client's exception type, and the fix."""
+    """One line: what failed, by the client's exception type, and the fix; no password
+    a server URL carries."""
+    line = _describe(exc, s)
+    for url in s.servers:
+        line = line.replace(url, _redacted(url))
+    return line
+
+
+def _describe(exc: BaseException, s: FleetSettings) -> str:
     import nats.errors
 
     text = str(exc) or type(exc).__name__
@@ -202,5 +215,12 @@ def _describe_error(exc: BaseException, s: FleetSettings) -> str:
                  else "the servers want credentials: set [fleet] creds_file")
         return f"authorization refused by the fleet's servers ({text}); {where}"
     if isinstance(exc, (nats.errors.NoServersError, OSError, TimeoutError, nats.errors.TimeoutError)):
-        return f"no fleet server reachable at {', '.join(s.servers)} ({type(exc).__name__}: {text})"
+        return f"no fleet server reachable at {', '.join(_redacted(u) for u in s.servers)} ({type(exc).__name__}: {text})"
     return f"{type(exc).__name__}: {text}"
+
+
+def _redacted(url: str) -> str:
+    """A server URL without the user and password it may carry (they go in no log or status)."""
+    scheme, sep, rest = url.partition("://")
+    host = rest.rpartition("@")[2]
+    return f"{scheme}{sep}{host}" if sep else url.rpartition("@")[2]

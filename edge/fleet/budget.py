@@ -1,0 +1,181 @@
+"""The fleet's daily budget, spent by each box from a lease it holds.
+
+The budget of a UTC day lives in the key-value bucket `<fleet>_budget`, key
+`day-YYYYMMDD`: {"limit": L, "granted": G}, G being what all boxes have leased so far.
+A box reserves a lease (a slice of what is left) with compare-and-set on the key's
+revision, so two boxes can never both take the same dollars, and spends from it
+locally: the cost gate asks `allows()`, which reads memory only, never the network.
+When the lease runs low it is renewed in the background; when it is spent (or the
+fleet is away and it runs out), remote candidates are skipped as over budget and the
+box answers locally, like a box whose own budget is spent.
+
+Every remote answer's cost is also an event on the stream `<fleet>_spend` (subject
+`<fleet>.spend.<box>`, deduplicated by request id), queued while the fleet is away
+and sent when it is back: the fleet's record of who spent what.
+
+Worst case: G never exceeds L; a box admits a remote request only while its lease,
+less what requests in flight hold, covers the request's worst-case cost (at
+max_tokens), so a box never spends past its lease and the fleet at most L, plus what
+an answer costs beyond the estimate it was admitted on (only a prompt longer than 4
+characters a token can exceed it). A box that dies with lease left under-spends the
+day, never over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.fleet.link import FleetLink
+
+__all__ = ["FleetBudget", "budget_bucket", "spend_stream"]
+
+log = logging.getLogger("edge.fleet")
+
+HOLD_S = 300.0  # a request's hold on the lease lapses after this (longer than any remote attempt)
+
+
+def budget_bucket(fleet: str) -> str:
+    return f"{fleet}_budget"
+
+
+def spend_stream(fleet: str) -> str:
+    return f"{fleet}_spend"
+
+
+def _day(now: float) -> str:
+    return time.strftime("day-%Y%m%d", time.gmtime(now))
+
+
+@dataclass
+class _Event:
+    request_id: str
+    cost_usd: float
+    ts: float
+
+
+class FleetBudget:
+    def __init__(self, link: FleetLink, *, limit_usd: float, lease_usd: float = 0.0,
+                 clock: Any = time.time) -> None:
+        self.link, self.limit = link, limit_usd
+        self.lease_size = lease_usd or limit_usd / 10
+        self._clock = clock
+        self.day = _day(clock())
+        self.lease_left = 0.0      # what this box may still spend today without asking
+        self.leased = 0.0          # what it has reserved today
+        self.spent = 0.0           # what it has spent today
+        self.exhausted = False     # the fleet has nothing left to lease today
+        self._events: deque[_Event] = deque()
+        self._holds: dict[str, tuple[float, float]] = {}  # request id -> (estimate held, since)
+        self._wake = asyncio.Event()
+
+    # -- the request path (memory only) ------------------------------------------------
+
+    def allows(self, estimate_usd: float, request_id: str) -> tuple[bool, str]:
+        """May this request spend up to `estimate_usd` remotely? If so, that much of the
+        lease is held for it (so requests in flight together cannot overdraw the lease)
+        until `settle()`, or HOLD_S at most."""
+        self._roll()
+        held_by_others = sum(v for k, (v, _) in self._holds.items() if k != request_id)
+        if estimate_usd <= self.lease_left - held_by_others:
+            self._holds[request_id] = (max(estimate_usd, self._holds.get(request_id, (0.0, 0.0))[0]), self._clock())
+            return True, ""
+        self._wake.set()  # renew in the background; this request answers locally
+        why = ("the fleet's budget for today is spent" if self.exhausted else
+               f"this box's lease of the fleet budget has ${self.lease_left - held_by_others:.6f} free, the "
+               f"request may cost ${estimate_usd:.6f} (renewing)")
+        return False, why
+
+    def settle(self, request_id: str, cost_usd: float) -> None:
+        """The request is over: its hold is released and what it spent remotely (0 for a
+        local answer) comes off the lease and goes to the fleet as an event."""
+        self._roll()
+        self._holds.pop(request_id, None)
+        if cost_usd <= 0:
+            return
+        self.lease_left = max(0.0, self.lease_left - cost_usd)
+        self.spent += cost_usd
+        self._events.append(_Event(request_id, cost_usd, self._clock()))
+        self._wake.set()  # send the event; renew the lease if it runs low
+
+    def _expire_holds(self) -> None:
+        """Holds of requests that never settled (failed, cancelled) lapse after HOLD_S."""
+        now = self._clock()
+        for k in [k for k, (_, at) in self._holds.items() if now - at > HOLD_S]:
+            del self._holds[k]
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    def _roll(self) -> None:
+        day = _day(self._clock())
+        if day != self.day:  # a new UTC day: a new budget; yesterday's lease is gone
+            self.day, self.lease_left, self.leased, self.spent, self.exhausted = day, 0.0, 0.0, 0.0, False
+
+    # -- the background (the link's own connection) --------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._expire_holds()
+            js = self.link.jetstream()
+            if js is None:
+                continue
+            try:
+                await self._flush(js)
+                self._roll()
+                if self.lease_left < self.lease_size / 2 and not self.exhausted:
+                    await self._reserve(js)
+            except Exception as exc:  # noqa: BLE001 - the fleet is best effort; try again next round
+                log.warning("fleet budget: %s", exc, extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    async def _reserve(self, js: Any) -> None:
+        """Take min(lease_size, what is left) of today's budget, by compare-and-set."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        kv = await js.create_key_value(bucket=budget_bucket(self.link.settings.name), history=1)
+        for _ in range(20):  # lost races with other boxes: read again and retry
+            try:
+                entry = await kv.get(self.day)
+                state, revision = json.loads(entry.value), entry.revision
+            except KeyNotFoundError:
+                state, revision = {"limit": self.limit, "granted": 0.0}, None
+            left = max(0.0, float(state["limit"]) - float(state["granted"]))
+            take = min(self.lease_size, left)
+            if take <= 0:
+                self.exhausted = True
+                return
+            state["granted"] = float(state["granted"]) + take
+            try:  # create() of a key another box just created fails the same way as a stale update()
+                if revision is None:
+                    await kv.create(self.day, json.dumps(state).encode())
+                else:
+                    await kv.update(self.day, json.dumps(state).encode(), last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            self.lease_left += take
+            self.leased += take
+            log.info("fleet budget lease taken", extra={"lease_usd": round(take, 6), "day": self.day,
+                                                        "fleet_granted_usd": round(state["granted"], 6)})
+            return
+
+    async def _flush(self, js: Any) -> None:
+        """Send the queued spend events, oldest first; one that fails stays queued."""
+        name = self.link.settings.name
+        while self._events:
+            e = self._events[0]
+            body = {"box": self.link.box, "request_id": e.request_id, "cost_usd": e.cost_usd, "ts": e.ts}
+            await js.publish(f"{name}.spend.{self.link.box}", json.dumps(body).encode(), stream=spend_stream(name),
+                             headers={"Nats-Msg-Id": f"{self.link.box}:{e.request_id}"})
+            self._events.popleft()
