@@ -39,6 +39,8 @@ __all__ = ["FleetBudget", "budget_bucket", "spend_stream"]
 log = logging.getLogger("edge.fleet")
 
 HOLD_S = 300.0  # a request's hold on the lease lapses after this (longer than any remote attempt)
+FLUSH_S = 0.5   # spend events are sent in batches this often ...
+FLUSH_EVENTS = 100  # ... or as soon as this many wait
 
 
 def budget_bucket(fleet: str) -> str:
@@ -102,7 +104,10 @@ class FleetBudget:
         self.lease_left = max(0.0, self.lease_left - cost_usd)
         self.spent += cost_usd
         self._events.append(_Event(request_id, cost_usd, self._clock()))
-        self._wake.set()  # send the event; renew the lease if it runs low
+        # Events go out in batches, every FLUSH_S (nothing per request on the event loop);
+        # a lease running low is renewed at once.
+        if self.lease_left < self.lease_size / 2 or len(self._events) >= FLUSH_EVENTS:
+            self._wake.set()
 
     def _expire_holds(self) -> None:
         """Holds of requests that never settled (failed, cancelled) lapse after HOLD_S."""
@@ -124,7 +129,7 @@ class FleetBudget:
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=FLUSH_S)
             except TimeoutError:
                 pass
             self._wake.clear()
