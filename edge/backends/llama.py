@@ -239,21 +239,20 @@ class LlamaBackend(ThreadedBackend):
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """The request's prompt in this model's chat template and tokenizer (primer left
         out): an estimate of what a remote server that reports no usage was sent."""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        formatted = self._formatter(messages=messages)
-        prompt = formatted.prompt + request.assistant_prefix
-        return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True))
+        return len(self._tokenize(request.messages, request.assistant_prefix)[0])
+
+    def _tokenize(self, messages: tuple[Message, ...], prefix: str) -> tuple[list[int], Any]:
+        """`messages` in the chat template, then `prefix` (a continuation extends the open
+        assistant turn with the text the client already has): (tokens, the formatter's result)."""
+        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        prompt = formatted.prompt + prefix
+        return self._llama.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True), formatted
 
     def _prepare(self, request: GenerationRequest) -> _Prepared:
-        messages = [{"role": m.role, "content": m.content} for m in _primed(request.messages, self.primer)]
         try:
-            formatted = self._formatter(messages=messages)
+            tokens, formatted = self._tokenize(_primed(request.messages, self.primer), request.assistant_prefix)
         except Exception as exc:  # the template rejected the conversation (e.g. role order)
             raise InvalidArgument("messages", f"the chat template of model {self.name!r} rejected them: {exc}") from exc
-        # A continuation (after a remote backend broke off mid-stream) extends the
-        # open assistant turn with the text the client already has.
-        prompt = formatted.prompt + request.assistant_prefix
-        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
         # At least one token must fit after the prompt.
         if len(tokens) >= self.n_ctx:
             raise InvalidArgument(

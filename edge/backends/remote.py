@@ -63,17 +63,17 @@ def sampling_fields(p: SamplingParams, caps: Capabilities, *, temperature: str, 
     """The optional sampling parameters a request set, under each provider's names, as
     far as `caps` lets it take them (seed=None: the provider has none, e.g. Anthropic):
     a temperature outside the provider's range is clamped to it; top_p is dropped where
-    the provider takes none, or not with a temperature (the temperature is kept); stop
-    sequences past its limit are left to edge (RemoteBackend._adapt)."""
+    the provider takes none, or not with a temperature (the temperature is kept). Stop
+    sequences come already cut to the provider's limit (RemoteBackend._adapt; edge
+    applies the rest)."""
     out: dict[str, Any] = {}
     if p.temperature is not None and caps.temperature is not None:
         low, high = caps.temperature
         out[temperature] = min(max(p.temperature, low), high)
     if p.top_p is not None and caps.top_p and (temperature not in out or caps.temperature_with_top_p):
         out[top_p] = p.top_p
-    stops = p.stop[:caps.max_stop] if caps.max_stop is not None else p.stop
-    if stops:
-        out[stop] = list(stops)
+    if p.stop:
+        out[stop] = list(p.stop)
     if p.seed is not None and seed is not None:
         out[seed] = p.seed
     return out
