@@ -6,7 +6,13 @@ would not do, each weighted by exp((similarity - 1) / tau), so a near-repeat of 
 labelled prompt outweighs a loose likeness; the shipped classifier's score joins as a
 prior worth `prior_weight` votes. With few labels the prior decides; as the
 deployment's own traffic accumulates, it takes over, whatever the prior got wrong.
-k, tau and the prior's weight are chosen per fit by leave-one-out log-loss.
+k, tau and the prior's weight are chosen per fit by leave-one-out log-loss. A linear
+read of the embedding then joins the neighbours' vote (a logistic regression on the
+vote's logit and the embedding, strongly regularised): where the neighbours are few or
+noisy, a direction in embedding space shared by many labels ("asks for a conversion",
+"names a colour") still counts. On the calibration benchmark's families, over 15
+shuffled stream orders of two question draws, this raised the median share of the
+oracle's saving from 0.75/0.40-0.47 to 0.78/0.44-0.56 (APGR/CPT(95%)).
 
 After the first sentence: the head. Labels from cascaded answers also carry the local
 answer's confidence at the gate (mean and lowest token log-probability). A logistic
@@ -64,12 +70,18 @@ class Calibrator:
         self.embeddings = (embeddings / np.where(norms == 0, 1, norms)).astype(np.float32)
         self.wrong = wrong.astype(np.float32)
         self.k, self.prior_weight, self.tau = min(k, len(wrong)), prior_weight, tau
+        # Weights of the linear read over _stack_features (set by fit); None: the vote alone.
+        self.linear: np.ndarray | None = None
 
     def score(self, vector: np.ndarray, prior: float) -> float:
         """P(the local answer would not do) for a prompt with this embedding and prior score."""
         v = vector / (np.linalg.norm(vector) or 1.0)
         sims = self.embeddings @ v.astype(np.float32)
-        return self._vote(sims, prior)
+        vote = self._vote(sims, prior)
+        if self.linear is None:
+            return vote
+        z = float(_stack_features(np.array([vote]), v[None, :])[0] @ self.linear)
+        return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
 
     def _vote(self, sims: np.ndarray, prior: float) -> float:
         k = min(self.k, len(sims))
@@ -98,13 +110,49 @@ def _features(scores: np.ndarray, mean: np.ndarray, minimum: np.ndarray) -> np.n
     return np.column_stack([np.ones(len(scores)), _logit(scores), mean, minimum])
 
 
+# The embedding's columns are scaled up against the penalty: an L2 of 1 on 3x the unit
+# vector lets a direction shared by many labels count without letting 384 weights
+# memorise 150 labels. Fixed, not searched: choosing it per fit by cross-validated
+# log-loss did worse on the benchmark's shuffles (the log-loss of a few hundred labels
+# is too noisy to choose by).
+_EMBEDDING_SCALE = 3.0
+
+
+def _stack_features(votes: np.ndarray, unit_embeddings: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(votes)), _logit(votes), _EMBEDDING_SCALE * unit_embeddings])
+
+
+def _cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's P(wrong) from a logistic regression fitted on the other folds."""
+    held_out = np.empty(len(y))
+    folds = np.arange(len(y)) % _FOLDS  # labels are in time order: each fold spans the whole window
+    for f in range(_FOLDS):
+        w = _logistic(x[folds != f], y[folds != f])
+        held_out[folds == f] = 1 / (1 + np.exp(-(x[folds == f] @ w)))
+    return held_out
+
+
+def _linear_read(calibrator: Calibrator, votes: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+    """Give `calibrator` its linear read of the embedding (from the labels' leave-one-out
+    votes) and return each label's score with it, cross-validated. With too few labels,
+    or only one verdict, the vote stays alone."""
+    if len(wrong) < _HEAD_MIN_LABELS or min(wrong.sum(), len(wrong) - wrong.sum()) < 5:
+        return votes
+    x = _stack_features(votes, calibrator.embeddings.astype(np.float64))
+    held_out = _cross_validated(x, wrong)
+    calibrator.linear = _logistic(x, wrong)
+    return held_out
+
+
 def _logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
     """Weights of an L2-regularised logistic regression (the intercept unpenalised), by
     Newton's method. A harder prompt never makes a wrong answer less likely: when the
     score's weight (column 1) comes out negative, it is fitted again without it."""
     w = _newton(x, y, l2)
     if w[1] < 0:
-        w = _newton(x * np.array([1.0, 0.0, 1.0, 1.0]), y, l2)
+        keep = np.ones(x.shape[1])
+        keep[1] = 0.0
+        w = _newton(x * keep, y, l2)
     return w
 
 
@@ -164,11 +212,7 @@ def _head(scores: np.ndarray, mean: np.ndarray, minimum: np.ndarray, wrong: np.n
     if n < _HEAD_MIN_LABELS or min(wrong.sum(), n - wrong.sum()) < 5:
         return None
     x = _features(scores, mean, minimum)
-    held_out = np.empty(n)
-    folds = np.arange(n) % _FOLDS  # labels are in time order: each fold spans the whole window
-    for f in range(_FOLDS):
-        w = _logistic(x[folds != f], wrong[folds != f])
-        held_out[folds == f] = 1 / (1 + np.exp(-(x[folds == f] @ w)))
+    held_out = _cross_validated(x, wrong)
     w = _logistic(x, wrong)
     if _log_loss(held_out, wrong) >= _log_loss(scores, wrong):
         return None
@@ -227,7 +271,8 @@ def fit(labels: Sequence[Label], *, target: str = "quality", value: float = 0.95
     emb = np.stack([np.asarray(x.embedding, dtype=np.float32) for x in usable])
     wrong = np.array([0.0 if x.agrees else 1.0 for x in usable])
     priors = np.array([default_prior if x.difficulty is None else x.difficulty for x in usable])
-    calibrator, scores = _select(emb, wrong, priors)
+    calibrator, votes = _select(emb, wrong, priors)
+    scores = _linear_read(calibrator, votes, wrong)
     before = _operating_point(scores, wrong, target, value)
     read = np.array([x.conf_mean is not None and x.conf_min is not None for x in usable])
     head = None
