@@ -18,34 +18,30 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge.bench.router_costs import CLASSIFIER_PROMPT  # noqa: E402
+from edge.bench.stats import timed_ms  # noqa: E402
 from edge.catalog import default_models_dir, ensure_router_models  # noqa: E402
 from edge.router import decide  # noqa: E402
 from edge.router.classifier import DifficultyClassifier, last_user_message  # noqa: E402
 from edge.types import Preference, Tier  # noqa: E402
 
-PROMPT = ("Sam buys four boxes with twelve apples in each box and then gives five of them to a friend. "
-          "How many apples does Sam have left now?")
+PROMPT = CLASSIFIER_PROMPT
 
 
-def percentiles(samples_s: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples_s)
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ms = sorted(samples_ms)
     return {"p50": round(statistics.median(ms), 3), "p99": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
             "mean": round(statistics.fmean(ms), 3)}
 
 
 def timed(fn, calls: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+    """Milliseconds of each call (edge.bench.stats.timed_ms)."""
+    return timed_ms(fn, calls)
 
 
 def main() -> int:

@@ -3,17 +3,21 @@
 Each box is a whole edge engine (the fake local model, an in-process OpenAI-compatible
 provider priced so the budget binds) in this one process, all against a real
 `nats-server` (from the venv's bin) on loopback: what is simulated is the machines and
-the network between them, not the protocol. Three measurements:
+the network between them, not the protocol. Four measurements:
 
 * overspend: N boxes in a closed loop until the budget is spent; the fleet's remote
   spend minus the budget (`overspend_bound_usd`: the sum of leases that could be
-  outstanding at worst, N x lease);
+  outstanding at worst, N x lease), and what the boxes leased (leases adapt to each
+  box's spend rate, up to `lease_usd`);
 * added latency: one box's request latency (p50, p99) with the fleet on and off, the two
   runs interleaved; nothing on the request path waits for the server, so the target is
   +0.1 ms or less at p50;
 * reconcile: a box cut off from the server for `--partition-s` seconds keeps serving
   (from its lease) and, when the server is back, how long until every spend event it
-  queued is on the stream.
+  queued is on the stream;
+* shared cache: one box answers distinct prompts remotely; how long until each answer
+  is in another box's cache, and how many of the same prompts the other box then
+  answers from its cache without asking its provider.
 
     .venv/bin/python benchmarks/fleet.py --boxes 3           # 30 s partition
     .venv/bin/python benchmarks/fleet.py --quick              # 5 s partition, fewer requests
@@ -45,7 +49,8 @@ REPLY = "one two three four five six seven eight nine ten"
 PRICE_OUT = 100.0  # $ per million answer tokens: 10 tokens = $0.001
 
 
-def config(tmp: Path, box: str, url: str | None, budget: float, lease: float, fleet_name: str) -> Path:
+def config(tmp: Path, box: str, url: str | None, budget: float, lease: float, fleet_name: str,
+           cache: bool = False) -> Path:
     fleet = f"""
 [fleet]
 servers = ["{url}"]
@@ -72,6 +77,9 @@ profile_on_start = false
 device_load = false
 [calibration]
 enabled = false
+[cache]
+enabled = {'true' if cache else 'false'}
+semantic = false
 [cost]
 [[cost.prices]]
 provider = "openai"
@@ -86,28 +94,29 @@ model = "test-model"
     return path
 
 
-async def ask(engine: Engine, i: int):  # type: ignore[no-untyped-def]
+async def ask(engine: Engine, i: int, text: str = "question {i}"):  # type: ignore[no-untyped-def]
     result = None
-    async for event in engine.serve(Draft(messages=[("user", f"question {i}")], max_tokens=10),
+    async for event in engine.serve(Draft(messages=[("user", text.format(i=i))], max_tokens=10),
                                     Arrival(f"r{i}-{time.monotonic_ns()}", "bench", stream=False)):
         result = event
     return result
 
 
-async def box(tmp: Path, name: str, url: str | None, budget: float, lease: float, fleet: str = "bench") -> Engine:
+async def box(tmp: Path, name: str, url: str | None, budget: float, lease: float, fleet: str = "bench", *,
+              cache: bool = False, provider: ProviderTransport | None = None) -> Engine:
     """One box; each measurement is its own fleet (a day's limit is set by its first lease)."""
-    engine = Engine(load_settings(config(tmp, name, url, budget, lease, fleet), environ={}),
-                    Injected(transport=Hosts({"cloud": ProviderTransport("openai", reply=REPLY)})))
+    engine = Engine(load_settings(config(tmp, name, url, budget, lease, fleet, cache), environ={}),
+                    Injected(transport=Hosts({"cloud": provider or ProviderTransport("openai", reply=REPLY)})))
     await engine.start()
     return engine
 
 
-async def until(predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]
+async def until(predicate, timeout: float, poll_s: float = 0.02) -> float:  # type: ignore[no-untyped-def]
     t0 = time.monotonic()
     while not predicate():
         if time.monotonic() - t0 > timeout:
             raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_s)
     return time.monotonic() - t0
 
 
@@ -122,9 +131,11 @@ async def overspend(tmp: Path, url: str, n: int, budget: float, lease: float, ro
             spent += sum(x.cost_usd for x in results if x.backend == "cloud")
             remote += sum(1 for x in results if x.backend == "cloud")
             await asyncio.sleep(0.01)
+        leases = [e.runtime.cost_gate.fleet for e in boxes]
         return {"boxes": n, "budget_usd": budget, "lease_usd": lease, "remote_answers": remote,
                 "spent_usd": round(spent, 6), "overspend_usd": round(max(0.0, spent - budget), 6),
-                "overspend_bound_usd": round(n * lease, 6)}
+                "overspend_bound_usd": round(n * lease, 6), "leased_usd": round(sum(x.leased for x in leases), 6),
+                "last_lease_sizes_usd": [round(x.lease_size, 6) for x in leases]}
     finally:
         for e in boxes:
             await e.close()
@@ -177,6 +188,28 @@ async def reconcile(tmp: Path, server: NatsServer, partition_s: float) -> dict:
         await engine.close()
 
 
+async def shared_cache(tmp: Path, url: str, n: int) -> dict:
+    maker, other = ProviderTransport("openai", reply=REPLY), ProviderTransport("openai", reply=REPLY)
+    a = await box(tmp, "maker", url, 0, 0, "cache", cache=True, provider=maker)
+    b = await box(tmp, "other", url, 0, 0, "cache", cache=True, provider=other)
+    try:
+        await until(lambda: a.runtime.fleet.snapshot().connected and b.runtime.fleet.snapshot().connected, 10)
+        await asyncio.sleep(1.5)  # both boxes follow the stream (their first read is done)
+        lags = []
+        for i in range(n):
+            before = b.runtime.fleet.snapshot().cache_received
+            await ask(a, i, "what is the opening time of store {i}?")
+            lags.append(await until(lambda: b.runtime.fleet.snapshot().cache_received > before, 10, 0.0005) * 1000)
+        hits = sum([(await ask(b, i, "what is the opening time of store {i}?")).backend == "cache"
+                    for i in range(n)])
+        return {"entries": n, "propagation_ms_p50": round(statistics.median(lags), 2),
+                "propagation_ms_max": round(max(lags), 2), "hits_on_other_box": hits,
+                "other_box_provider_calls": len(other.requests)}
+    finally:
+        await a.close()
+        await b.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--boxes", type=int, default=3, help="boxes sharing the budget")
@@ -193,13 +226,15 @@ def main() -> None:
                                                      rounds=20 if args.quick else 60))
             out["latency"] = asyncio.run(latency(tmp, server.url, 100 if args.quick else 400))
             out["partition"] = asyncio.run(reconcile(tmp, server, partition))
+            out["shared_cache"] = asyncio.run(shared_cache(tmp, server.url, 50 if args.quick else 200))
         finally:
             server.stop()
     flat = {"overspend_usd": out["overspend"]["overspend_usd"],
             "overspend_bound_usd": out["overspend"]["overspend_bound_usd"],
             "added_latency_ms_p50": out["latency"]["added_latency_ms_p50"],
             "added_latency_ms_p99": out["latency"]["added_latency_ms_p99"],
-            "reconcile_s": out["partition"]["reconcile_s"]}
+            "reconcile_s": out["partition"]["reconcile_s"],
+            "cache_propagation_ms_p50": out["shared_cache"]["propagation_ms_p50"]}
     print(json.dumps({**flat, **out}, indent=2))
 
 

@@ -40,12 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import start_daemon  # noqa: E402
 
 from edge.backends.llama import default_threads  # noqa: E402
+from edge.bench.daemon import NAMES, PROMPT, stream_daemon, stream_direct  # noqa: E402
 from edge.catalog import default_models_dir, load_manifest  # noqa: E402
 from edge.client import Client  # noqa: E402
-
-PROMPT = "Write a very long story about a dragon named {name}."
-NAMES = ["Ash", "Brim", "Cinder", "Dusk", "Ember", "Flint", "Gale", "Hex", "Ivy", "Jet", "Kiln", "Lux", "Moss",
-         "Nox", "Onyx", "Pyre", "Quill", "Rune", "Soot", "Thorn", "Umber", "Vale", "Wisp", "Xyl", "Yew", "Zephyr"]
 
 
 def start_bench_daemon(model: Path, threads: int, n_ctx: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -121,40 +118,14 @@ def start_baseline(model: Path, threads: int, n_ctx: int, workdir: Path) -> tupl
     return proc, addr.read_text()
 
 
-def run_stream(client: Client, prompt: str, max_tokens: int) -> dict[str, float]:
-    """One streamed request over gRPC (the daemon or the baseline): when text first and last
-    arrived, the text, and (from the daemon, which reports usage) the decode rate."""
-    t0 = time.perf_counter()
-    first = last = None
-    final = None
-    for msg in client.stream(prompt, max_tokens=max_tokens, temperature=0, timeout=600):
-        now = time.perf_counter()
-        if msg.WhichOneof("event") == "delta":
-            first = first or now
-            last = now
-        else:
-            final = msg.final
-    assert final is not None and first is not None and last is not None
-    n = final.usage.completion_tokens
-    return {"ttft_ms": (first - t0) * 1000, "first": first, "last": last, "tokens": n, "text": final.text,
-            "decode_tps": (n - 1) / (last - first) if n > 1 else 0.0, "total_s": time.perf_counter() - t0}
+def run_stream(client: Client, prompt: str, max_tokens: int) -> dict:  # type: ignore[type-arg]
+    """One streamed request over gRPC (the daemon or the baseline); edge.bench.daemon."""
+    return stream_daemon(client, prompt, max_tokens)
 
 
-def run_direct(llm, prompt: str, max_tokens: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    first = last = None
-    parts = []
-    for chunk in llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                                            temperature=0, stream=True):
-        now = time.perf_counter()
-        content = chunk["choices"][0]["delta"].get("content")
-        if content:
-            first = first or now
-            last = now
-            parts.append(content)
-    assert first is not None and last is not None
-    return {"ttft_ms": (first - t0) * 1000, "first": first, "last": last, "text": "".join(parts),
-            "total_s": time.perf_counter() - t0}
+def run_direct(llm, prompt: str, max_tokens: int) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """The same through llama-cpp-python in this process; edge.bench.daemon."""
+    return stream_direct(llm, prompt, max_tokens)
 
 
 def main() -> None:

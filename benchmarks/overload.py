@@ -16,7 +16,6 @@ how fast excess is refused (RESOURCE_EXHAUSTED) and whether health stayed SERVIN
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -28,48 +27,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import pct, start_daemon  # noqa: E402
+from harness import start_daemon  # noqa: E402
 
-from edge.client import AsyncClient, Client  # noqa: E402
+from edge.bench import capacity  # noqa: E402
+from edge.client import Client  # noqa: E402
 from edge.testing.providers import ProviderServer  # noqa: E402
-from edge.v1 import router_pb2 as pb  # noqa: E402
 
-PROMPT = "Write one sentence about the sea."
+PROMPT = capacity.PROMPT
 MAX_TOKENS = 24
 
 
-async def offer(target: str, rate: float, duration_s: float) -> dict[str, object]:
-    """Evenly spaced arrivals at `rate` per second for `duration_s`; wait for all answers."""
-    results: list[tuple[float, str, str]] = []  # (latency ms, outcome, tier)
-
-    async def one(client: AsyncClient) -> None:
-        t0 = time.perf_counter()
-        try:
-            r = await client.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, timeout=60)
-            results.append(((time.perf_counter() - t0) * 1000, "ok", pb.Tier.Name(r.served_by.tier)))
-        except grpc.aio.AioRpcError as exc:
-            results.append(((time.perf_counter() - t0) * 1000, exc.code().name, ""))
-
-    async with AsyncClient(target) as client:
-        tasks = []
-        n = max(1, int(rate * duration_s))
-        t_start = time.perf_counter()
-        for i in range(n):
-            delay = t_start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(client)))
-        await asyncio.gather(*tasks)
-    ok = [r for r in results if r[1] == "ok"]
-    rejected = [r for r in results if r[1] == "RESOURCE_EXHAUSTED"]
-    return {
-        "offered_rps": round(rate, 2), "requests": len(results), "ok": len(ok),
-        "errors": len(results) - len(ok),
-        "errors_by_status": {s: sum(1 for r in results if r[1] == s) for s in {r[1] for r in results} if s != "ok"},
-        "remote_share": round(sum(1 for r in ok if r[2] != "TIER_LOCAL") / max(1, len(ok)), 3),
-        "p50_ms": round(pct([r[0] for r in ok], 0.5), 1), "p99_ms": round(pct([r[0] for r in ok], 0.99), 1),
-        "rejection_ms_p50": round(pct([r[0] for r in rejected], 0.5), 2) if rejected else None,
-    }
+def offer(target: str, rate: float, duration_s: float) -> dict[str, object]:
+    """Evenly spaced arrivals at `rate` per second for `duration_s` (edge.bench.capacity.offer)."""
+    return capacity.offer(target, rate, duration_s, "auto", timeout_s=60, max_tokens=MAX_TOKENS)
 
 
 def main() -> None:
@@ -110,15 +80,15 @@ connect_timeout_s = 0.3
                     c.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, preference="local_only")
                 service = [c.ask(PROMPT, max_tokens=MAX_TOKENS, temperature=0, preference="local_only").timings.total_ms
                            for _ in range(5)]
-            capacity = 1000 / statistics.median(service)
+            local_rps = 1000 / statistics.median(service)
             out["local_service_ms_p50"] = round(statistics.median(service), 1)
-            out["local_capacity_rps"] = round(capacity, 2)
+            out["local_capacity_rps"] = round(local_rps, 2)
             levels = []
             for phase in ("remote_up", "remote_down"):
                 if phase == "remote_down":
                     lan.stop()
                 for k in (1, 2, 4):
-                    level = asyncio.run(offer(target, k * capacity, duration))
+                    level = offer(target, k * local_rps, duration)
                     levels.append({"phase": phase, "load": k, **level})
                     time.sleep(1.0)
             with grpc.insecure_channel(target) as ch:

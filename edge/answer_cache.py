@@ -259,9 +259,13 @@ class AnswerCache:
 
     # -- store ------------------------------------------------------------------------------
 
-    def store(self, q: CacheQuery, answer: CachedAnswer, *, vector: np.ndarray | None = None) -> None:
-        """Insert or replace the entry for this query (same tenant, scope and key)."""
+    def store(self, q: CacheQuery, answer: CachedAnswer, *, vector: np.ndarray | None = None,
+              expires: float | None = None) -> None:
+        """Insert or replace the entry for this query (same tenant, scope and key). `expires`
+        (Unix time): an earlier end than this cache's TTL gives, for an entry another box made
+        (its TTL runs from when it was made, fleet-wide)."""
         now = self._clock()
+        until = now + self.ttl_s if expires is None else min(now + self.ttl_s, expires)
         if vector is None:
             vector = self.vector(q)
         blob = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
@@ -280,7 +284,7 @@ class AnswerCache:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (q.tenant, q.scope, q.context, q.key, blob, q.prompt, answer.text, answer.finish_reason,
                  answer.prompt_tokens, answer.completion_tokens, answer.tier, answer.backend, answer.model, now,
-                 now + self.ttl_s, now))
+                 until, now))
             self._count += 1
             self._evict(now)
         part = self._partitions.get((q.tenant, q.scope, q.context))
@@ -290,7 +294,7 @@ class AnswerCache:
         if old is not None:
             part.remove(old[0])
         if vector is not None and cur.lastrowid is not None:
-            part.add(cur.lastrowid, np.asarray(vector, dtype=np.float32), now + self.ttl_s)
+            part.add(cur.lastrowid, np.asarray(vector, dtype=np.float32), until)
 
     def _evict(self, now: float) -> None:
         """Drop expired entries, then the least recently used past max_entries, from SQLite

@@ -8,6 +8,9 @@ routing.local_only, or personal data kept local by the PII guard), "any" otherwi
 CLOUD_ONLY requests never read the cache (they asked for a remote model), but their
 answers are stored. With `cache.guard` on, a semantic hit must also pass
 edge.cache_guard: a prompt that negates, reverses or renumbers the cached one is a miss.
+
+What may leave the box (`may_leave_box`) is decided here too: with [fleet] share_cache,
+edge.fleet.cache shares stored answers through `share` and adds the fleet's with `adopt`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from edge.config import Settings
 from edge.router.classifier import last_user_message
 from edge.types import REMOTE_TIERS, CacheInfo, Preference, Request, ServedBy, Tier
 
-__all__ = ["CachePolicy", "Lookup", "CachedBackend", "pieces"]
+__all__ = ["CachePolicy", "Lookup", "CachedBackend", "may_leave_box", "pieces"]
 
 log = logging.getLogger("edge.cache")
 
@@ -37,6 +40,14 @@ log = logging.getLogger("edge.cache")
 def pieces(text: str) -> list[str]:
     """A cached answer as stream deltas: one word (with its trailing space) each."""
     return re.findall(r"\S+\s*|\s+", text) or [text]
+
+
+def may_leave_box(query: CacheQuery) -> bool:
+    """May this entry be shared with the fleet's other boxes? Only scope "any": scope
+    "local" is exactly the requests that must stay on this device (LOCAL_ONLY,
+    routing.local_only, personal data the PII guard keeps local), and their answers were
+    made from that data, so another box is as far out of bounds as a cloud model."""
+    return query.scope == "any"
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,9 @@ class CachePolicy:
                                  guard=meaning_change if c.guard else None)
         # One thread owns the SQLite connection and the in-memory matrices.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache")
+        # With [fleet] share_cache: takes (query, answer, embedding) of each stored answer
+        # that may leave the box, on the event loop, without waiting (edge.fleet.cache).
+        self.share: Callable[[CacheQuery, CachedAnswer, Any], None] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -105,13 +119,28 @@ class CachePolicy:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, run)
 
-    def store(self, found: Lookup, answer: CachedAnswer) -> None:
-        """Queue the answer for the cache; never blocks or fails the request."""
+    def store(self, found: Lookup, answer: CachedAnswer, *, shareable: bool = True) -> None:
+        """Queue the answer for the cache; never blocks or fails the request. `shareable`
+        False keeps it off the fleet even in scope "any" (a request the PII guard redacted:
+        its prompt and answer hold the personal data as the client sent it)."""
         if found.query is None:
             return
         future = self._pool.submit(self.cache.store, found.query, answer, vector=found.vector)
         future.add_done_callback(lambda f: f.exception() and log.error(
             "cache store failed", extra={"error": str(f.exception())}))
+        if self.share is not None and shareable and may_leave_box(found.query):
+            self.share(found.query, answer, found.vector)
+
+    def adopt(self, query: CacheQuery, answer: CachedAnswer, *, vector: Any = None, expires: float) -> Future[bool]:
+        """Add an answer another box shared (exact and semantic index), unless this box has
+        one for the query already; it expires when it does on the box that made it."""
+        def run() -> bool:
+            if not may_leave_box(query) or self.cache.lookup(query, exact_only=True) is not None:
+                return False
+            self.cache.store(query, answer, vector=vector if self.encoder is not None else None, expires=expires)
+            return True
+
+        return self._pool.submit(run)
 
     @staticmethod
     def hit_info(hit: CachedAnswer) -> CacheInfo:

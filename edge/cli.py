@@ -458,6 +458,72 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench --------------------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import BenchOptions, run_bench, summary_text, write_report
+    from edge.bench.report_json import failed_parts
+
+    options = BenchOptions(out_dir=Path(args.out), quick=args.quick, budget_s=args.budget,
+                           threads=tuple(args.threads or ()), config=args.config, model=args.model or "",
+                           p99_limit_ms=args.p99_ms, progress=not args.no_progress)
+    report = run_bench(options)
+    try:
+        json_path, html_path = write_report(report, options.out_dir)
+    except OSError as exc:
+        _err(f"--out: cannot write the report in {args.out}: {exc.strerror or exc}")
+        return 1
+    print(summary_text(report))
+    print(f"report: {json_path}\n        {html_path}")
+    return 1 if failed_parts(report) or report["problems"] else 0
+
+
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from edge.bench import compare_files, format_text, render_compare_html
+
+    cmp = compare_files([Path(p) for p in args.reports],
+                        {"ttft": args.slo_ttft_ms, "tok_s": args.slo_tok_s, "rps": args.slo_rps})
+    print(format_text(cmp))
+    if args.html:
+        try:
+            Path(args.html).write_text(render_compare_html(cmp), encoding="utf-8")
+        except OSError as exc:
+            _err(f"--html: cannot write {args.html}: {exc.strerror or exc}")
+            return 1
+        print(f"html: {args.html}")
+    return 0
+
+
+def _add_bench_parsers(sub: Any) -> None:
+    from edge.bench import DEFAULT_BUDGET_S, DEFAULT_P99_MS, QUICK_BUDGET_S
+
+    seconds = _number(float, 0.0, 86_400.0, above=True, unit=" seconds")
+    be = sub.add_parser("bench", help="benchmark this box: models, the daemon, capacity, router costs, resources; "
+                                      "writes a JSON and an HTML report (compare: several boxes side by side)")
+    be.add_argument("--quick", action="store_true", help=f"a short run (budget {QUICK_BUDGET_S:g} s)")
+    be.add_argument("--budget", type=seconds, metavar="S",
+                    help=f"seconds for the whole run (default {DEFAULT_BUDGET_S:g}, --quick {QUICK_BUDGET_S:g})")
+    be.add_argument("--out", default=".", metavar="DIR", help="where to write bench-<host>-<time>.json and .html "
+                                                              "(default: the current folder)")
+    be.add_argument("--threads", type=_number(int, 1, 512), nargs="+", metavar="N",
+                    help="llama.cpp thread counts to measure (default: 1..physical cores); the daemon runs the fastest")
+    be.add_argument("--config", "-c", help="TOML config file: its models, models_dir and n_ctx")
+    be.add_argument("--model", help="measure only this local model (default: every installed or configured one)")
+    be.add_argument("--p99-ms", type=_number(float, 0.0, 3_600_000.0, above=True, unit=" ms"), default=DEFAULT_P99_MS,
+                    help=f"the p99 latency the capacity must hold (default {DEFAULT_P99_MS:g})")
+    be.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    be.set_defaults(func=cmd_bench)
+    bsub = be.add_subparsers(dest="bench_command")
+    bc = bsub.add_parser("compare", help="several reports side by side, with ratios and missed targets")
+    bc.add_argument("reports", nargs="+", metavar="REPORT.json", help="reports written by edge bench")
+    bc.add_argument("--slo-ttft-ms", type=_number(float, 0.0, 3_600_000.0, above=True, unit=" ms"),
+                    help="time to first token a box must stay at or under")
+    bc.add_argument("--slo-tok-s", type=_number(float, 0.0, 1e9, above=True), help="generation rate a box must reach")
+    bc.add_argument("--slo-rps", type=_number(float, 0.0, 1e9, above=True), help="capacity a box must reach")
+    bc.add_argument("--html", metavar="OUT", help="also write the comparison as a self-contained HTML page")
+    bc.set_defaults(func=cmd_bench_compare)
+
+
 # -- usage --------------------------------------------------------------------------------
 
 def cmd_usage(args: argparse.Namespace) -> int:
@@ -639,15 +705,19 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     pr.add_argument("rest", nargs=argparse.REMAINDER)
 
+    _add_bench_parsers(sub)
+
     u = sub.add_parser("usage", help="spend and routing by day, from the ledger")
     u.add_argument("--config", "-c", help="TOML config file (its ledger_path and budgets)")
     u.add_argument("--days", type=_DAYS, default=7, help="days to show, today included (default: 7)")
     u.add_argument("--json", action="store_true", help="print the days as JSON")
     u.set_defaults(func=cmd_usage)
 
+    from edge.fleet.view import add_parsers as add_fleet_parsers
     from edge.router_cli import add_parsers as add_router_parsers
 
     add_router_parsers(sub)
+    add_fleet_parsers(sub)
 
     c = sub.add_parser("config", help="validate a config file or print the schema")
     csub = c.add_subparsers(dest="config_command", required=True)

@@ -29,6 +29,7 @@ _PREFERENCES = {
     "local_only": pb.ROUTE_PREFERENCE_LOCAL_ONLY,
     "cloud_only": pb.ROUTE_PREFERENCE_CLOUD_ONLY,
 }
+_STRATEGIES = {"auto": pb.STRATEGY_AUTO, "direct": pb.STRATEGY_DIRECT, "plan": pb.STRATEGY_PLAN}
 
 
 def _messages(prompt: Messages, system: str | None) -> list[pb.ChatMessage]:
@@ -59,7 +60,8 @@ def _check_wire_ranges(**values: int | None) -> None:
 def build_request(prompt: Messages, *, system: str | None = None, max_tokens: int = 0,
                   temperature: float | None = None, top_p: float | None = None, stop: Sequence[str] = (),
                   seed: int | None = None, model: str = "", preference: str = "auto",
-                  max_latency_ms: int = 0, max_cost_usd: float = 0.0, request_id: str = "") -> pb.GenerateRequest:
+                  max_latency_ms: int = 0, max_cost_usd: float = 0.0, request_id: str = "",
+                  strategy: str = "auto") -> pb.GenerateRequest:
     """A GenerateRequest from a prompt string or (role, content) pairs.
 
     Raises ValueError naming the argument when a number does not fit its wire field
@@ -76,9 +78,12 @@ def build_request(prompt: Messages, *, system: str | None = None, max_tokens: in
         pref = _PREFERENCES[preference]
     except KeyError:
         raise ValueError(f"preference must be one of {', '.join(_PREFERENCES)}") from None
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(_STRATEGIES)}")
     return pb.GenerateRequest(
         messages=_messages(prompt, system), params=params, model=model, request_id=request_id,
-        routing=pb.RoutingHints(preference=pref, max_latency_ms=max_latency_ms, max_cost_usd=max_cost_usd))
+        routing=pb.RoutingHints(preference=pref, max_latency_ms=max_latency_ms, max_cost_usd=max_cost_usd,
+                                strategy=_STRATEGIES[strategy]))
 
 
 def tier_name(tier: int) -> str:

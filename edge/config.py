@@ -22,7 +22,7 @@ from edge.privacy import KINDS
 __all__ = [
     "Settings", "ServerSettings", "LimitsSettings", "LocalSettings", "ModelEntry", "RemoteEntry",
     "RoutingSettings", "ResilienceSettings", "SecuritySettings", "PrivacySettings", "MetricsSettings", "HttpSettings", "CacheSettings",
-    "TracingSettings", "CostSettings", "PriceOverride", "load_settings",
+    "TracingSettings", "CostSettings", "PriceOverride", "PlanSettings", "load_settings",
 ]
 
 
@@ -190,6 +190,16 @@ class ResilienceSettings(_Section):
     on_content_filter: Literal["return", "fallback"] = Field("return", description="A remote answer its provider blocked (finish reason content_filter): 'return' it as it is, marked content_filter; 'fallback' to the next backend in the chain (the local model last), which continues from any text already sent")
 
 
+class PlanSettings(_Section):
+    """The `[plan]` section: plan and execute (edge.pipeline.plan_execute)."""
+
+    planner: str = Field("", description="The remote backend (its name) that splits a request into steps; empty = the first remote backend in routing.chain order")
+    max_steps: int = Field(5, ge=2, le=16, description="Most steps a plan may have; a longer plan is refused and the request answered directly (degraded, plan_too_long)")
+    auto: bool = Field(False, description="Plan requests the compound rule recognises (two or more questions: list items or sentences ending in '?') without the client asking; off: only requests with strategy = plan")
+    planner_timeout_s: float = Field(10.0, gt=0, le=600, description="Bound on the planner call (never more than half the request's remaining deadline); past it the request is answered directly (degraded, planner_unavailable)")
+    planner_max_tokens: int = Field(384, ge=32, le=8192, description="Tokens the planner may write")
+
+
 class SecuritySettings(_Section):
     tls_cert_file: str = Field("", description="PEM certificate chain for the TCP listener; with tls_key_file, the listener speaks TLS only")
     tls_key_file: str = Field("", description="PEM private key of that certificate; must not be readable by other users")
@@ -242,10 +252,12 @@ class FleetSettings(_Section):
     tls_ca_file: str = Field("", description="PEM CA bundle that signed the servers' certificates")
     tls_cert_file: str = Field("", description="PEM client certificate, for servers that ask for one")
     tls_key_file: str = Field("", description="PEM private key of that certificate")
-    heartbeat_s: float = Field(10.0, ge=0.5, le=3600, description="Seconds between this box's heartbeats (name, version, model, uptime)")
+    heartbeat_s: float = Field(10.0, ge=0.5, le=3600, description="Seconds between this box's heartbeats (name, version, model, uptime, spend today, lease), which edge fleet status lists")
     connect_timeout_s: float = Field(2.0, gt=0, le=60, description="Bound on one connection attempt; the daemon never waits for it")
     daily_budget_usd: float = Field(0.0, ge=0, le=1e9, description="The whole fleet's remote spend per UTC day, shared through leases; 0 = no fleet budget")
-    lease_usd: float = Field(0.0, ge=0, le=1e9, description="How much of the fleet budget this box reserves at a time and may spend without asking (also while the fleet is away); 0 = a tenth of daily_budget_usd")
+    lease_usd: float = Field(0.0, ge=0, le=1e9, description="The most of the fleet budget this box reserves at a time and may spend without asking (also while the fleet is away); each lease is sized to the box's recent spend rate, up to this; 0 = a tenth of daily_budget_usd")
+    share_cache: bool = Field(True, description="Share answers that may leave this box (never local-only or personal-data ones) with the fleet's boxes through <name>_cache, and add theirs to this box's answer cache; needs [cache] enabled")
+    share_labels: bool = Field(True, description="Publish this box's routing labels (embedding, scores, verdict; never prompt or answer text) on <name>_labels and start from the fleet's labels")
 
 
 class CacheSettings(_Section):
@@ -342,6 +354,7 @@ class Settings(_Section):
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    plan: PlanSettings = Field(default_factory=PlanSettings)
     ledger_path: str = Field("", description="SQLite ledger of every request; empty = EDGE_LEDGER or the user data dir")
     ledger_retention_days: int = Field(90, ge=0, le=36_500, description="Days of raw ledger rows kept; older ones are deleted, their daily aggregates (budgets, edge usage) stay. 0 = keep every row")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
@@ -379,6 +392,9 @@ class Settings(_Section):
                     raise ValueError(f"{where}: {e.name!r} is already the name of {seen[e.name]}; "
                                      "remote backend names must be unique")
                 seen[e.name] = where.removesuffix(".name")
+        if self.plan.planner and self.plan.planner not in seen:
+            raise ValueError(f"plan.planner: {self.plan.planner!r} names no [[onprem]] or [[cloud]] backend; "
+                             f"configured: {', '.join(seen) or 'none'}")
         return self
 
 

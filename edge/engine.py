@@ -10,13 +10,19 @@ The doors (edge.server for gRPC, edge.http_api for HTTP) translate their wire fo
 into a Draft and call `Engine.serve`; they get text deltas, notices, then one Result,
 or an EdgeError to map with edge.errors.wire_error. Start-up work lives in
 edge.runtime.Runtime.
+
+A request whose strategy is plan (the client's hint, or [plan] auto on a compound
+request) goes to edge.pipeline.plan_execute instead of straight to `answer`: a remote
+planner splits it, and each step comes back here through `Engine.answer` as a request
+of its own (plan, run, result, record).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import aclosing
 
 from edge.answer_cache import CachedAnswer
 from edge.backends.base import ModelDescription
@@ -26,6 +32,8 @@ from edge.config import Settings
 from edge.errors import BackendError
 from edge.pipeline.admission import Admission, Arrival
 from edge.pipeline.chain import Served, run_chain
+from edge.pipeline.plan_call import PlannerCall
+from edge.pipeline.plan_execute import PlanExecutor
 from edge.pipeline.planning import Plan, Planner
 from edge.privacy import StreamRestorer
 from edge.pipeline.recording import Recorder
@@ -52,6 +60,8 @@ class Engine:
                                cost_gate=rt.cost_gate, estimates=rt.estimates, load=rt.load)
         self.planner.classifier = rt.classifier
         self.recorder = Recorder(settings, rt.ledger, rt.metrics)
+        self.plans = PlanExecutor(settings, PlannerCall(settings, self.planner, rt.cost_gate, self.recorder),
+                                  self.answer, self.recorder)
         self._rng = injected.rng
         self.shadow: Shadow | None = None  # set by start() when the teacher is on and shadow_rate > 0
 
@@ -96,10 +106,34 @@ class Engine:
 
     async def serve(self, draft: Draft, arrival: Arrival) -> AsyncIterator[Event]:
         """Yield text deltas (and notices) as they come, then one Result. Every ending is
-        recorded here: the answer, a failure (then re-raised for the door to map), a cancel."""
-        run = _Run(self, arrival)
+        recorded: the answer, a failure (then re-raised for the door to map), a cancel."""
+        started = time.monotonic()
         try:
-            planned = await run.plan(draft)
+            req = self.admission.admit(draft, arrival)
+        except Exception as exc:
+            self.recorder.failure(arrival.request_id, exc, started, arrival.door,
+                                  client=arrival.tenant or arrival.peer)
+            raise
+        why = self.plans.wanted(req)
+        events = self.plans.serve(req, arrival, why) if why is not None else self.answer(req, arrival)
+        async with aclosing(events):  # a client gone mid-stream closes whatever runs below now
+            async for event in events:
+                yield event
+
+    async def answer(self, req: Request, arrival: Arrival, *, prelude: Sequence[Reason] = (),
+                     degraded: bool = False,
+                     on_route: Callable[[Plan | CachedAnswer], Awaitable[None]] | None = None
+                     ) -> AsyncIterator[Event]:
+        """One admitted request down the direct path: plan, run the chain, result, record.
+        `prelude` goes first in the trace (and `degraded` marks the answer), for a plan that
+        fell back to answering directly; `on_route` hears the routing, and is awaited before
+        anything runs (a plan's step waits there for its turn at the local model)."""
+        run = _Run(self, arrival, req, prelude, degraded)
+        try:
+            planned = await run.plan()
+            if on_route is not None:
+                await on_route(planned)
+                run.started = time.monotonic()  # a plan's step may have waited its turn: timed from now
             if isinstance(planned, CachedAnswer):
                 for piece in run.cached_pieces(planned):
                     yield piece
@@ -126,10 +160,10 @@ class Engine:
 class _Run:
     """One request in progress: its clocks, span and text so far; the small steps of serve()."""
 
-    req: Request  # set by plan(), the first step: every later step has it
-
-    def __init__(self, engine: Engine, arrival: Arrival) -> None:
-        self.engine, self.arrival = engine, arrival
+    def __init__(self, engine: Engine, arrival: Arrival, req: Request, prelude: Sequence[Reason] = (),
+                 degraded: bool = False) -> None:
+        self.engine, self.arrival, self.req = engine, arrival, req
+        self.prelude, self.force_degraded = list(prelude), degraded
         self.started = time.monotonic()
         self.first_at: float | None = None
         self.span: Span = NOOP
@@ -139,11 +173,10 @@ class _Run:
         self.served: Served | None = None
         self.done = False
 
-    # -- admission and plan ------------------------------------------------------------------
+    # -- the plan ----------------------------------------------------------------------------
 
-    async def plan(self, draft: Draft) -> Plan | CachedAnswer:
-        e = self.engine
-        self.req = req = e.admission.admit(draft, self.arrival)
+    async def plan(self) -> Plan | CachedAnswer:
+        e, req = self.engine, self.req
         self.span = e.runtime.tracer.start("edge.request", request_id=req.request_id, stream=req.generation.stream)
         planned = await e.planner.plan(req, self.span)
         self.restorer = planned.redaction.restorer if isinstance(planned, Plan) and planned.redaction else None
@@ -185,6 +218,7 @@ class _Run:
         clocking = Clocking(self.started, self.first_at or ended, ended)
         final, cand = served.final, served.candidate
         trace, degraded = explain(plan, served, self.notices, e.settings)
+        trace, degraded = self.prelude + trace, degraded or self.force_degraded
         cache_info = cache_fallback_info(plan, served)
         if cand.remote is None and cache_info is None:
             self._observe_local_rates(clocking)
@@ -236,7 +270,7 @@ class _Run:
         cache.store(plan.lookup, CachedAnswer(
             text=result.text, finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens, tier=str(result.tier), backend=result.backend,
-            model=result.model, created=time.time()))
+            model=result.model, created=time.time()), shareable=not plan.pii)  # redacted PII stays on the box
 
     def cached_pieces(self, hit: CachedAnswer) -> Iterator[str]:
         """A cache hit played back: word by word to a stream, whole to a unary call."""
@@ -249,15 +283,16 @@ class _Run:
         info = CachePolicy.hit_info(hit)
         how = "exact match" if hit.kind == "exact" else \
             f"semantic match (cosine {hit.similarity:.3f} >= {self.engine.settings.cache.threshold})"
-        trace = [Reason("CACHE_HIT", f"{how} of an answer by {hit.tier}/{hit.backend} ({hit.model}) "
-                                     f"{info.age_s:.0f}s ago")]
+        trace = [*self.prelude, Reason("CACHE_HIT", f"{how} of an answer by {hit.tier}/{hit.backend} ({hit.model}) "
+                                                    f"{info.age_s:.0f}s ago")]
         total_ms = (ended - self.started) * 1000
         result = Result(request_id=self.req.request_id, text=hit.text, finish_reason=hit.finish_reason,
                         prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens, tier=Tier.LOCAL,
                         backend="cache", model=hit.model,
                         timings=Timings(time_to_first_token_ms=((self.first_at or ended) - self.started) * 1000,
                                         total_ms=total_ms),
-                        trace=trace, attempts=[Attempt("cache", Tier.LOCAL, Outcome.OK, total_ms)], cache=info)
+                        trace=trace, attempts=[Attempt("cache", Tier.LOCAL, Outcome.OK, total_ms)], cache=info,
+                        degraded=self.force_degraded)
         return await self._record(result, pii_found=False)
 
     async def _record(self, result: Result, *, pii_found: bool) -> Result:

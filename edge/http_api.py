@@ -7,8 +7,8 @@ status that edge.errors.wire_error gives. Served by uvicorn inside the daemon's 
 its own port, with the gRPC listener's TLS settings.
 
 Routing hints: the body's `edge` object (`preference`, `max_latency_ms`,
-`max_cost_usd`) or the headers `X-Edge-Preference`, `X-Edge-Max-Latency-Ms`,
-`X-Edge-Max-Cost-Usd`; `X-Request-Id` names the request; `X-Edge-Timeout-Ms` is its
+`max_cost_usd`, `strategy`) or the headers `X-Edge-Preference`, `X-Edge-Max-Latency-Ms`,
+`X-Edge-Max-Cost-Usd`, `X-Edge-Strategy`; `X-Request-Id` names the request; `X-Edge-Timeout-Ms` is its
 deadline. Each response (and the last stream chunk) carries an `edge` object: which
 tier, backend and model served it, the reason codes, cost, attempts and timings.
 """
@@ -37,7 +37,7 @@ from edge.errors import BodyTimeout, ConfigError, InvalidArgument, PayloadTooLar
 from edge.http_limits import ConnectionLimits, guarded_protocol
 from edge.pipeline.admission import Arrival
 from edge.security import Refusal, bearer_token, client_address
-from edge.types import Notice, Preference, Result
+from edge.types import Notice, Preference, Result, Strategy
 from edge.validation import Draft
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ AUTO_MODELS = ("", "auto", "edge")
 # The gRPC validator names proto fields; an HTTP client knows the OpenAI names.
 _FIELD_NAMES = {"params.max_tokens": "max_tokens", "params.temperature": "temperature", "params.top_p": "top_p",
                 "params.stop": "stop", "params.seed": "seed", "routing.preference": "edge.preference",
-                "routing.max_cost_usd": "edge.max_cost_usd", "request_id": "X-Request-Id"}
+                "routing.max_cost_usd": "edge.max_cost_usd", "routing.strategy": "edge.strategy",
+                "request_id": "X-Request-Id"}
 
 
 # -- the request body -------------------------------------------------------------------------
@@ -82,6 +83,7 @@ class _EdgeHints(BaseModel):
     preference: Literal["auto", "local_only", "cloud_only"] = "auto"
     max_latency_ms: int = Field(0, ge=0, le=_INT32)
     max_cost_usd: float = Field(0.0, ge=0)
+    strategy: Literal["auto", "direct", "plan"] = "auto"
 
 
 class ChatRequest(_Open):
@@ -115,7 +117,8 @@ def _header_hints(headers: Any) -> _EdgeHints:
     try:
         return _EdgeHints(preference=headers.get("x-edge-preference", "auto"),
                           max_latency_ms=headers.get("x-edge-max-latency-ms", 0),
-                          max_cost_usd=headers.get("x-edge-max-cost-usd", 0.0))
+                          max_cost_usd=headers.get("x-edge-max-cost-usd", 0.0),
+                          strategy=headers.get("x-edge-strategy", "auto"))
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidArgument("X-Edge-" + str(first["loc"][0]).replace("_", "-").title(), first["msg"]) from None
@@ -134,7 +137,7 @@ def to_draft(body: ChatRequest, headers: Any, request_id: str) -> Draft:
     return Draft(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens or 0,
                  temperature=body.temperature, top_p=body.top_p, stop=stop, seed=body.seed,
                  preference=Preference(hints.preference), max_latency_ms=hints.max_latency_ms,
-                 max_cost_usd=hints.max_cost_usd, request_id=request_id,
+                 max_cost_usd=hints.max_cost_usd, strategy=Strategy(hints.strategy), request_id=request_id,
                  model="" if body.model in AUTO_MODELS else body.model)
 
 

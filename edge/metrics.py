@@ -145,6 +145,7 @@ class _LiveState(Collector):
             yield refused
         yield from _budget_gauges(snap)
         yield from _router_gauges(snap)
+        yield from _fleet_gauges(snap)
 
 
 def _backend_gauges(snap: Snapshot) -> Iterator[Any]:
@@ -204,3 +205,33 @@ def _router_gauges(snap: Snapshot) -> Iterator[Any]:
                                 "the fit's operating point", value=r.estimated_agreement or 0.0)
         yield GaugeMetricFamily("edge_router_remote_share", "Share of the labelled traffic the fit sends remote",
                                 value=r.remote_share or 0.0)
+
+
+def _fleet_gauges(snap: Snapshot) -> Iterator[Any]:
+    """The fleet link, labelled by box: each box's series stay apart where a fleet's
+    metrics are scraped together."""
+    f = snap.fleet
+    if f is None:
+        return
+    box = [f.box]
+
+    def gauge(name: str, text: str, value: float, kind: type = GaugeMetricFamily) -> Any:
+        family = kind(name, text, labels=["box"])
+        family.add_metric(box, float(value))
+        return family
+
+    yield gauge("edge_fleet_connected", "1 while this box's link to its fleet is up, else 0", f.connected)
+    yield gauge("edge_fleet_pending", "Fleet writes waiting for the link (spend events, answers, labels)", f.pending)
+    if f.lease_usd is not None:
+        yield gauge("edge_fleet_lease_usd", "What is left of this box's lease of the fleet budget", f.lease_usd)
+        yield gauge("edge_fleet_lease_spent_usd", "What this box spent from fleet leases today", f.lease_spent_usd)
+    yield gauge("edge_fleet_cache_shared", "Answers this box shared with its fleet", f.cache_shared,
+                CounterMetricFamily)
+    yield gauge("edge_fleet_cache_received", "Answers other boxes shared that this box added to its cache",
+                f.cache_received, CounterMetricFamily)
+    yield gauge("edge_fleet_cache_dropped", "Answers not shared because the queue to the fleet was full",
+                f.cache_dropped, CounterMetricFamily)
+    yield gauge("edge_fleet_labels_sent", "Routing labels (numbers, no text) this box published",
+                f.labels_sent, CounterMetricFamily)
+    yield gauge("edge_fleet_labels_received", "Routing labels taken from the fleet", f.labels_received,
+                CounterMetricFamily)

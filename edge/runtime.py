@@ -29,7 +29,7 @@ from edge.cost_gate import CostGate
 from edge.errors import ModelError, ModelNotFound
 from edge.ledger import Ledger, default_ledger_path
 from edge.metrics import Metrics
-from edge.fleet import FleetBudget, FleetLink
+from edge.fleet import FleetMember
 from edge.pipeline.candidates import RemoteState, probe_loop
 from edge.pricing import PriceTable
 from edge.resilience import BreakerState, Clock
@@ -90,7 +90,7 @@ class Runtime:
         self.classifier: DifficultyClassifier | None = injected.classifier
         self.cache: CachePolicy | None = None   # set by start() when [cache] is enabled
         self.teacher: Teacher | None = None      # set by start() with remote tiers and [calibration] on
-        self.fleet: FleetLink | None = None      # set by start() with [fleet] servers
+        self.fleet: FleetMember | None = None    # set by start() with [fleet] servers
         self.shadow_samples: Callable[[], int] | None = None  # set by the engine: shadow calls started
         self.hardware: Any = None                # edge.profiler.HardwareProfile once start() has probed it
         self.profiles: dict[str, Any] = {}       # model name -> the edge.profiler.ModelProfile applied
@@ -122,14 +122,8 @@ class Runtime:
             await self.local[name].start()
             log.info("model loaded", extra={"model": name, "load_s": round(time.perf_counter() - t0, 3)})
         if self.settings.fleet.servers:  # the link connects on its own task: start never waits for it
-            self.fleet = FleetLink(self.settings.fleet, describe=self._heartbeat)
-            self.fleet.start()
-            f = self.settings.fleet
-            if f.daily_budget_usd > 0:  # spent from a lease: the cost gate reads memory only
-                budget = FleetBudget(self.fleet, limit_usd=f.daily_budget_usd, lease_usd=f.lease_usd)
-                self.fleet.pending_source = lambda: budget.pending
-                self.cost_gate.fleet = budget
-                self._spawn(budget.run())
+            self.fleet = FleetMember(self.settings.fleet, describe=self._heartbeat)
+            self.fleet.start(self.cost_gate)
         if self.remotes and not self._fake_clock:
             self._spawn(probe_loop(list(self.remotes.values()), self.settings.resilience.probe_interval_s))
         self._spawn(self._seed_from_profiles())
@@ -148,6 +142,8 @@ class Runtime:
             self.cache = await self._open_cache()
         if self.settings.calibration.enabled and self.remotes:
             self.teacher = await asyncio.to_thread(self._open_teacher)
+        if self.fleet is not None:  # the fleet's answers and labels, as [fleet] share_* say
+            self.fleet.share(self.cache, self.teacher)
 
     def _open_teacher(self) -> Teacher:
         path = self.ledger.path.with_suffix(".calibration.sqlite3")
@@ -175,8 +171,9 @@ class Runtime:
         """What this box's fleet heartbeat says about it."""
         from edge import __version__
 
-        return {"version": __version__, "model": self.default_model, "uptime_s": round(time.monotonic() -
-                                                                                        self.started_at, 1)}
+        return {"version": __version__, "model": self.default_model,
+                "uptime_s": round(time.monotonic() - self.started_at, 1),
+                "spend_today_usd": round(self.ledger.spent_today_usd(), 6)}  # from memory (the month is loaded)
 
     async def close(self) -> None:
         self._stop_profiles.set()  # a profile measuring in a thread stops at its next token

@@ -41,7 +41,7 @@ from edge.security import (
     server_credentials,
 )
 from edge.snapshot import Snapshot
-from edge.types import Notice, Preference, Result, Tier
+from edge.types import Notice, Preference, Result, Strategy, Tier
 from edge.v1 import router_pb2 as pb
 from edge.v1 import router_pb2_grpc as pb_grpc
 from edge.validation import Draft
@@ -56,6 +56,8 @@ _TIERS = {Tier.LOCAL: pb.TIER_LOCAL, Tier.ONPREM: pb.TIER_ONPREM, Tier.CLOUD: pb
 _PREFERENCES = {pb.ROUTE_PREFERENCE_UNSPECIFIED: Preference.AUTO, pb.ROUTE_PREFERENCE_AUTO: Preference.AUTO,
                 pb.ROUTE_PREFERENCE_LOCAL_ONLY: Preference.LOCAL_ONLY,
                 pb.ROUTE_PREFERENCE_CLOUD_ONLY: Preference.CLOUD_ONLY}
+_STRATEGIES = {pb.STRATEGY_UNSPECIFIED: Strategy.AUTO, pb.STRATEGY_AUTO: Strategy.AUTO,
+               pb.STRATEGY_DIRECT: Strategy.DIRECT, pb.STRATEGY_PLAN: Strategy.PLAN}
 
 
 def to_draft(request: pb.GenerateRequest) -> Draft:
@@ -66,7 +68,8 @@ def to_draft(request: pb.GenerateRequest) -> Draft:
                  top_p=p.top_p if p.HasField("top_p") else None, stop=list(p.stop),
                  seed=p.seed if p.HasField("seed") else None,
                  preference=_PREFERENCES.get(r.preference, str(r.preference)), max_latency_ms=r.max_latency_ms,
-                 max_cost_usd=r.max_cost_usd, request_id=request.request_id, model=request.model)
+                 max_cost_usd=r.max_cost_usd, request_id=request.request_id, model=request.model,
+                 strategy=_STRATEGIES.get(r.strategy, str(r.strategy)))
 
 
 def to_proto(result: Result) -> pb.GenerateResponse:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from edge.backends.base import GenerationRequest
 
 __all__ = [
-    "Tier", "REMOTE_TIERS", "Preference", "Outcome", "Reason", "Request", "Timings", "ServedBy", "CacheInfo",
+    "Tier", "REMOTE_TIERS", "Preference", "Strategy", "Outcome", "Reason", "Request", "Timings", "ServedBy", "CacheInfo",
     "Attempt", "Notice", "Result",
 ]
 
@@ -36,6 +36,14 @@ class Preference(enum.StrEnum):
     AUTO = "auto"              # the router decides
     LOCAL_ONLY = "local_only"  # never leaves this device
     CLOUD_ONLY = "cloud_only"  # must be served by a remote tier
+
+
+class Strategy(enum.StrEnum):
+    """How a request is answered (the client's routing hint, or [plan] auto)."""
+
+    AUTO = "auto"      # the daemon decides: plan what [plan] auto recognises as compound, else direct
+    DIRECT = "direct"  # one request, one answer from one tier
+    PLAN = "plan"      # a remote planner splits it; each step is routed on its own (edge.pipeline.plan_execute)
 
 
 class Outcome(enum.StrEnum):
@@ -75,6 +83,15 @@ class Request:
     # Who asked: the authenticated client's name ("" without a tokens file). Cached
     # answers never cross tenants.
     tenant: str = ""
+    strategy: Strategy = Strategy.AUTO
+    # A plan's step: its planner's verdict, True = it needs a capable model (weighed as the
+    # hardest difficulty), False = a small model can answer it (difficulty at most the
+    # cascade band: answered locally, its confidence checked). None: not a plan's step.
+    # Cost, PII and load still decide as for any request.
+    capable: bool | None = None
+    # Leading messages that never leave the device (a plan's step: the conversation before
+    # its self-contained ask); remote tiers receive what follows them.
+    private_context: int = 0
 
     @property
     def request_id(self) -> str:

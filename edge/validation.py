@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from edge.backends.base import GenerationRequest, Message, SamplingParams
 from edge.config import LimitsSettings
 from edge.errors import InvalidArgument
-from edge.types import Preference, Request
+from edge.types import Preference, Request, Strategy
 
 __all__ = ["ROLES", "Draft", "validate"]
 
@@ -41,6 +41,7 @@ class Draft:
     max_cost_usd: float = 0.0
     request_id: str = ""
     model: str = ""
+    strategy: Strategy | str = Strategy.AUTO  # like preference: a value that is not a Strategy is refused
 
 
 def _check_messages(messages: Sequence[tuple[str, str]], limits: LimitsSettings) -> tuple[Message, ...]:
@@ -110,10 +111,13 @@ def validate(d: Draft, limits: LimitsSettings, *, request_id: str, time_remainin
     params = _check_params(d, limits)
     if not isinstance(d.preference, Preference):
         raise InvalidArgument("routing.preference", f"unknown value {d.preference}")
+    if not isinstance(d.strategy, Strategy):
+        raise InvalidArgument("routing.strategy", f"unknown value {d.strategy}")
     if not math.isfinite(d.max_cost_usd) or d.max_cost_usd < 0:
         raise InvalidArgument("routing.max_cost_usd", f"must be 0 (no ceiling) or positive, got {d.max_cost_usd}")
     deadline = None if time_remaining is None else time.monotonic() + time_remaining
     generation = GenerationRequest(messages=messages, params=params, request_id=request_id, deadline=deadline,
                                    stream=stream, client=tenant)
     return Request(generation=generation, model=d.model, preference=d.preference,
-                   max_latency_ms=d.max_latency_ms, max_cost_usd=d.max_cost_usd, tenant=tenant)
+                   max_latency_ms=d.max_latency_ms, max_cost_usd=d.max_cost_usd, tenant=tenant,
+                   strategy=d.strategy)

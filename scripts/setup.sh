@@ -65,4 +65,23 @@ if [ -n "$EXTRAS" ]; then
   else
     say "Node.js not found: tests/test_node_client.py (the Node.js client) will skip"
   fi
+  # Headless Chromium renders `edge bench`'s HTML report in tests/test_bench.py. Best effort:
+  # only as root with apt, and a failure never stops the set-up (the test then says it skipped).
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      say "installing chromium with apt-get for the bench report's rendering test (best effort)"
+      # apt's unprivileged helper must be able to write its temporary files; /tmp may be 0700.
+      APT_TMP="$(mktemp -d /var/tmp/edge-apt.XXXXXX)" && chmod 1777 "$APT_TMP"
+      apt_get() { TMPDIR="$APT_TMP" DEBIAN_FRONTEND=noninteractive apt-get "$@" >/dev/null 2>&1; }
+      if apt_get install -y -q --no-install-recommends chromium \
+          || { apt_get update -q && apt_get install -y -q --no-install-recommends chromium; }; then
+        say "chromium installed"
+      else
+        say "chromium could not be installed: tests/test_bench.py's rendering check will skip"
+      fi
+      rm -rf "$APT_TMP"
+    else
+      say "chromium not found (installing it needs root and apt-get): tests/test_bench.py's rendering check will skip"
+    fi
+  fi
 fi

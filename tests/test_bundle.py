@@ -1,7 +1,8 @@
 """Offline bundles (edge/bundle.py): integrity checks on a tiny synthetic bundle, and the
 real thing end to end: `edge bundle create`, then a fresh virtual environment installed
 from the bundle with no package index (and, where `unshare -n` works, no network at all),
-serving a real answer from the real default model."""
+serving a real answer from the real default model, then `edge bench --quick` from the installed
+bundle, whose HTML report renders in headless Chromium."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from edge.catalog import Manifest, ModelSpec, Source, list_installed
 from edge.cli import main
 from edge.config import load_settings
 from tests.conftest import DaemonProcess
+from tests.render import find_chromium, plot_pixels, screenshot
 
 # A GGUF with no metadata and no tensors (version 3, counts 0) and some padding: whole by
 # its structure (edge.catalog checks it), not a model llama.cpp could load.
@@ -189,6 +191,19 @@ def _offline_prefix() -> list[str]:
     return []
 
 
+def _offline_with_loopback() -> list[str]:
+    """`unshare -n` with the namespace's loopback brought up (the bench talks to its own daemon
+    on 127.0.0.1 and nothing else), where this machine allows it; [] otherwise."""
+    if not _offline_prefix() or not shutil.which("ip"):
+        return []
+    prefix = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    try:
+        ok = subprocess.run([*prefix, "true"], check=False, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return prefix if ok else []
+
+
 def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
     assert r.returncode == 0, f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
@@ -196,7 +211,7 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -
 
 
 @pytest.mark.model
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model_path: Path) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -273,8 +288,29 @@ def test_bundle_installs_with_no_index_and_answers(tmp_path: Path, default_model
             proc.kill()
             proc.wait()
     timings["serve+ask"] = time.monotonic() - t2
+
+    # 5. `edge bench --quick` from the installed bundle, with no network but its own loopback:
+    #    it writes the JSON and the HTML report, and the HTML's plots render.
+    t3 = time.monotonic()
+    bench_dir, no_net = tmp_path / "bench", _offline_with_loopback()
+    _run([*no_net, edge, "bench", "--quick", "--no-progress", "--out", str(bench_dir)], box, tmp_path, timeout=400)
+    timings["bench --quick"] = time.monotonic() - t3
+    [report_path] = bench_dir.glob("bench-*.json")
+    report = json.loads(report_path.read_text())
+    # Every section ran, unless the box was so busy that the budget ran out (which the report then says).
+    assert all(s["status"] == "ok" or (s.get("over_budget") and not report["reliable"])
+               for s in report["sections"].values()), report["sections"]
+    assert report["summary"]["gen_tps"] > 0
+    assert report["summary"]["daemon_tps"] > 0 or report["sections"]["daemon"].get("over_budget")
+    assert report["fingerprint"]["edge_version"] and report["fingerprint"]["llama_system_info"]
+    rendered = "skipped (no chromium)"
+    if find_chromium():
+        pixels = plot_pixels(screenshot(report_path.with_suffix(".html"), tmp_path / "bench.png"))
+        assert pixels["#3b6fb6"] > 5000, pixels
+        rendered = "plots visible"
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     print(f"\nbundle: {size / 1e6:.1f} MB, {len(wheels)} wheels; network namespace: {bool(offline)}; "
+          f"bench in a network namespace: {bool(no_net)}, report {rendered}; "
           + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
 

@@ -89,6 +89,8 @@ class Shadow:
             remote_text = plan.redaction.restorer.feed(remote_text) + plan.redaction.restorer.flush()
         final, cand = served.final, served.candidate
         cost = self.cost_gate.cost_of(cand, final.prompt_tokens, final.completion_tokens, 0.0)
+        if self.cost_gate.fleet is not None:  # the fleet's budget pays for shadows too (its record = the ledgers)
+            self.cost_gate.fleet.settle(generation.request_id, cost)
         self.recorder.shadow(LedgerEntry(
             request_id=generation.request_id, ts=time.time(), tier=str(cand.tier), backend=cand.name, model=cand.model,
             prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, cost_usd=cost,

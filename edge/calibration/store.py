@@ -89,14 +89,32 @@ class CalibrationStore:
         return future
 
     def _write(self, label: Label) -> None:
-        emb = None if label.embedding is None else np.asarray(label.embedding, dtype=np.float32).tobytes()
+        self.write_many([label])
+
+    def write_many(self, labels: list[Label]) -> None:
+        """Blocking (the store's thread): insert labels in one transaction, then keep the cap."""
+        rows = [(x.ts or time.time(), x.source, x.difficulty, x.conf_mean, x.conf_min, x.tokens, int(x.agrees), x.rule,
+                 None if x.embedding is None else np.asarray(x.embedding, dtype=np.float32).tobytes(), x.prompt,
+                 x.local_text, x.remote_text) for x in labels]
+        if not rows:
+            return
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO labels (ts, source, difficulty, conf_mean, conf_min, tokens, agrees, rule, embedding, "
-                "prompt, local_text, remote_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (label.ts or time.time(), label.source, label.difficulty, label.conf_mean, label.conf_min,
-                 label.tokens, int(label.agrees), label.rule, emb, label.prompt, label.local_text, label.remote_text))
-            self._conn.execute("DELETE FROM labels WHERE id <= (SELECT MAX(id) FROM labels) - ?", (self.max_labels,))
+            self._conn.execute("BEGIN")  # one transaction: a fleet catch-up writes thousands
+            try:
+                self._conn.executemany(
+                    "INSERT INTO labels (ts, source, difficulty, conf_mean, conf_min, tokens, agrees, rule, embedding, "
+                    "prompt, local_text, remote_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.execute("DELETE FROM labels WHERE id <= (SELECT MAX(id) FROM labels) - ?",
+                                   (self.max_labels,))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def remove_source(self, source: str) -> int:
+        """Blocking: delete every label from `source` (the fleet's copy, before it is read again)."""
+        with self._lock:
+            return self._conn.execute("DELETE FROM labels WHERE source = ?", (source,)).rowcount
 
     def labels(self) -> list[Label]:
         return self.recent(None)

@@ -6,6 +6,7 @@ has its answer before the label is computed, on the store's own thread."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import logging
@@ -43,6 +44,9 @@ class Teacher:
         # The fit's scores of recent requests: a spend target is held as their quantile,
         # so the share sent remote follows the traffic as it is, not as the labels were.
         self.recent_scores: deque[float] = deque(maxlen=SPEND_WINDOW)
+        # Called on the store's thread with each label this teacher stores (edge.fleet.labels
+        # publishes them to the fleet); must not block.
+        self.on_label: Callable[[Label], None] | None = None
 
     def spend_threshold(self) -> float | None:
         """With target = 'spend' and enough recent scores: the score above which the target
@@ -91,6 +95,8 @@ class Teacher:
 
     def _store_and_maybe_refit(self, label: Label) -> None:
         self.store._write(label)  # noqa: SLF001 - on the store's own thread already
+        if self.on_label is not None:
+            self.on_label(label)
         self._since_fit += 1
         if self._since_fit >= self.settings.refit_every:
             self.refit()

@@ -2,5 +2,6 @@
 
 from edge.fleet.budget import FleetBudget
 from edge.fleet.link import FleetLink
+from edge.fleet.member import FleetMember
 
-__all__ = ["FleetBudget", "FleetLink"]
+__all__ = ["FleetBudget", "FleetLink", "FleetMember"]

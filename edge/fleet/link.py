@@ -8,9 +8,10 @@ credentials, a server restart) is a status line and a log line, never an error a
 sees.
 
 What travels: a heartbeat per box in the key-value bucket `<fleet>_boxes` (key: the
-box's name; value: JSON with its version, default model, uptime and the time), so
-`edge fleet status` and the other boxes see who is there. Nothing a client sent
-(prompts, answers) ever leaves the box this way.
+box's name; value: JSON with its version, default model, uptime, spend today, lease and
+the time), so `edge fleet status` and the other boxes see who is there. Nothing a
+client sent (prompts, answers) ever leaves the box this way. What else travels over the
+link (budget, answers, labels) is edge.fleet.member's to start.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from edge.config import FleetSettings
 
-__all__ = ["FleetLink", "FleetSnapshot", "boxes_bucket"]
+__all__ = ["FleetLink", "FleetSnapshot", "boxes_bucket", "connect_options", "describe_error", "server_name"]
 
 log = logging.getLogger("edge.fleet")
 
@@ -43,6 +44,13 @@ class FleetSnapshot:
     last_error: str = ""  # why it is not (or was last not) connected
     pending: int = 0      # fleet writes waiting for the link
     heartbeats_sent: int = 0
+    lease_usd: float | None = None  # what is left of this box's lease of the fleet budget (None: no fleet budget)
+    lease_spent_usd: float = 0.0    # what it spent from leases today
+    cache_shared: int = 0           # answers this box shared with the fleet ...
+    cache_received: int = 0         # ... took from it ...
+    cache_dropped: int = 0          # ... and could not queue (the queue was full)
+    labels_sent: int = 0            # routing labels published (numbers only) ...
+    labels_received: int = 0        # ... and taken from the fleet
 
 
 def boxes_bucket(fleet: str) -> str:
@@ -110,7 +118,7 @@ class FleetLink:
                     await self._connect()
                     attempt = 0
                 except Exception as exc:  # noqa: BLE001 - the fleet is best effort
-                    self._set_connected(False, _describe_error(exc, self.settings))
+                    self._set_connected(False, describe_error(exc, self.settings))
                     await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
                     attempt += 1
                     continue
@@ -121,18 +129,10 @@ class FleetLink:
         import nats
 
         s = self.settings
-        options: dict[str, Any] = {
-            "servers": list(s.servers), "connect_timeout": s.connect_timeout_s, "allow_reconnect": True,
-            "max_reconnect_attempts": -1, "reconnect_time_wait": 1.0, "name": f"edge:{self.box}",
-            "disconnected_cb": self._on_disconnected, "reconnected_cb": self._on_reconnected,
-            "error_cb": self._on_error, "closed_cb": self._on_closed,
-        }
-        if s.creds_file:
-            options["user_credentials"] = s.creds_file
-        tls = _tls_context(s)
-        if tls is not None:
-            options["tls"] = tls
-        nc = await nats.connect(**options)
+        nc = await nats.connect(**connect_options(s, f"edge:{self.box}"), allow_reconnect=True,
+                                max_reconnect_attempts=-1, reconnect_time_wait=1.0,
+                                disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                                error_cb=self._on_error, closed_cb=self._on_closed)
         try:
             js = nc.jetstream()
             self._kv = await js.create_key_value(bucket=boxes_bucket(s.name), history=1)
@@ -141,7 +141,7 @@ class FleetLink:
             await nc.close()
             raise
         self._nc = nc
-        self._server = _server_name(nc)
+        self._server = server_name(nc)
         self._set_connected(True)
 
     def jetstream(self) -> Any:
@@ -166,18 +166,30 @@ class FleetLink:
 
     async def _on_reconnected(self) -> None:
         if self._nc is not None:
-            self._server = _server_name(self._nc)
+            self._server = server_name(self._nc)
         self._set_connected(True)
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_error = _describe_error(exc, self.settings)
+        self._last_error = describe_error(exc, self.settings)
         log.warning("fleet link error", extra={"error": self._last_error})
 
     async def _on_closed(self) -> None:
         self._set_connected(False, "connection closed")
 
 
-def _server_name(nc: Any) -> str:
+def connect_options(s: FleetSettings, name: str) -> dict[str, Any]:
+    """What nats.connect needs to reach the fleet: servers, timeout, credentials, TLS."""
+    options: dict[str, Any] = {"servers": list(s.servers), "connect_timeout": s.connect_timeout_s, "name": name}
+    if s.creds_file:
+        options["user_credentials"] = s.creds_file
+    tls = _tls_context(s)
+    if tls is not None:
+        options["tls"] = tls
+    return options
+
+
+def server_name(nc: Any) -> str:
+    """host:port of the server the client is connected to ("" when it is not)."""
     url = getattr(nc, "connected_url", None)
     return f"{url.hostname}:{url.port}" if url is not None and url.hostname else ""
 
@@ -193,7 +205,7 @@ def _tls_context(s: FleetSettings) -> Any:
     return ctx
 
 
-def _describe_error(exc: BaseException, s: FleetSettings) -> str:
+def describe_error(exc: BaseException, s: FleetSettings) -> str:
     """One line: what failed, by the client's exception type, and the fix; no password
     a server URL carries."""
     line = _describe(exc, s)

@@ -7,4 +7,10 @@
     cascade.py     the cascade gate's verdict on the local answer
     results.py     timings, trace, degraded -> Result
     recording.py   ledger, metrics, one log line
+
+A request whose strategy is plan takes a detour through three more:
+
+    plan_format.py   the plan's JSON format, parsed strictly; the compound rule
+    plan_call.py     the planner call: the last user message through the PII guard to a remote tier
+    plan_execute.py  each step a request of its own (through the stages above), the answers joined
 """

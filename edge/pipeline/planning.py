@@ -44,7 +44,8 @@ INLINE_SCAN_CHARS = 4096
 class Redaction:
     """Under privacy.pii = 'redact': `outbound` rewrites what remote tiers receive
     (placeholders, numbered per request, continuation text included); `restorer`
-    puts the values back into the answer as it streams to the client."""
+    puts the values back into the answer as it streams to the client. For a plan's
+    step `outbound` also cuts the conversation before the step's ask (Request.private_context)."""
 
     outbound: Callable[[GenerationRequest], GenerationRequest]
     restorer: StreamRestorer
@@ -105,9 +106,12 @@ class Planner:
 
     async def plan(self, req: Request, span: Span) -> Plan | CachedAnswer:
         """The whole plan, or a cached answer to play back."""
-        pii = await self._scan(req)
+        pii = await self.scan_pii(req)
         keep_local = bool(pii) and self.settings.privacy.pii == "keep_local"
-        lookup = await self.cache.lookup(req, keep_local) if self.cache is not None else Lookup(None)
+        # A plan's step is answered with the conversation before it (which the scan leaves out:
+        # it never leaves the device): its cached answer may draw on it, so it stays on the box.
+        private = keep_local or bool(req.private_context)
+        lookup = await self.cache.lookup(req, private) if self.cache is not None else Lookup(None)
         if lookup.hit is not None:
             return lookup.hit
         dspan = span.child("edge.decide")
@@ -122,18 +126,21 @@ class Planner:
         if d.cascade:
             self._arm_cascade(plan)
         if pii and self.settings.privacy.pii == "redact":
-            plan.redaction = self._redaction()
+            plan.redaction = self.redaction()
+        if req.private_context:
+            plan.redaction = self._ask_alone(plan.redaction, req.private_context)
         return plan
 
     # -- the steps ---------------------------------------------------------------------
 
-    async def _scan(self, req: Request) -> list[str]:
+    async def scan_pii(self, req: Request) -> list[str]:
         """Kinds of personal data or secrets in the request, when some could leave the device:
         in every field a remote tier would receive (messages and stop sequences), and across them."""
         if self.settings.privacy.pii == "off" or not self.remotes:
             return []
         kinds = self.settings.privacy.pii_kinds
-        texts = _outbound_texts(req.generation)
+        g = req.generation
+        texts = _outbound_texts(replace(g, messages=g.messages[req.private_context:]))
 
         def scan() -> list[str]:
             return find_pii_in(texts, kinds)
@@ -194,6 +201,19 @@ class Planner:
             difficulty=difficulty)
 
     async def _difficulty(self, req: Request, lookup: Lookup) -> tuple[float, float] | None:
+        """(score, prior) as _classify gives them, with a plan's verdict on its step: one
+        that needs a capable model scores 1.0; one a small model can answer scores at most
+        the cascade band, so it is answered locally and the gate checks its confidence
+        (the planner has read the step; the classifier's prior was fit on other tasks)."""
+        if req.capable:
+            return 1.0, 1.0
+        scored = await self._classify(req, lookup)
+        if req.capable is None:
+            return scored
+        band = self._thresholds_now().cascade_band
+        return (band, band) if scored is None else (min(scored[0], band), scored[1])
+
+    async def _classify(self, req: Request, lookup: Lookup) -> tuple[float, float] | None:
         """(score, prior): the classifier's score twice, or once the router has a fit on this
         deployment's own labels, the fit's score with the classifier's as its prior
         (edge.calibration.fit).
@@ -246,7 +266,8 @@ class Planner:
             return None
         return FittedLimits(fitted.head, plan.difficulty, fitted.point.threshold, f" ({fitted.point.describe()})")
 
-    def _redaction(self) -> Redaction:
+    def redaction(self) -> Redaction:
+        """This request's redaction: one numbering for everything it sends out."""
         redactor = Redactor(self.settings.privacy.pii_kinds)
 
         def outbound(r: GenerationRequest) -> GenerationRequest:
@@ -259,6 +280,16 @@ class Planner:
                            params=replace(r.params, stop=tuple(texts[n:n + k])), assistant_prefix=texts[-1])
 
         return Redaction(outbound, StreamRestorer(redactor))
+
+
+    def _ask_alone(self, redaction: Redaction | None, n: int) -> Redaction:
+        """A plan's step sends remote its ask alone: the `n` messages before it stay here."""
+        base = redaction or Redaction(lambda r: r, StreamRestorer(Redactor(self.settings.privacy.pii_kinds)))
+
+        def outbound(r: GenerationRequest) -> GenerationRequest:
+            return base.outbound(replace(r, messages=r.messages[n:]))
+
+        return Redaction(outbound, base.restorer)
 
 
 def _scan_order(g: GenerationRequest) -> list[int]:

@@ -39,17 +39,21 @@ class Recorder:
             "ledger write failed", extra={"request_id": entry.request_id, "error": str(f.exception())}))
         return future
 
-    async def answer(self, result: Result, req: Request, *, pii_found: bool = False, peer: str = "") -> None:
+    async def answer(self, result: Result, req: Request, *, pii_found: bool = False, peer: str = "",
+                     parts_recorded: bool = False) -> None:
         """Committed before the client hears the answer is final: a kill -9 can then lose an
-        answer nobody received, but never spending somebody was served."""
-        committed = self._write(LedgerEntry(
-            request_id=result.request_id, ts=time.time(), tier=str(result.tier), backend=result.backend,
-            model=result.model, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            cost_usd=result.cost_usd, latency_ms=result.timings.total_ms, outcome="ok",
-            reasons=[r.code for r in result.trace], degraded=result.degraded))
-        with contextlib.suppress(Exception):  # a failed write is logged by _write(); the answer stands
-            await asyncio.wrap_future(committed)
-        self.metrics.observe_result(result, pii_action=self.settings.privacy.pii if pii_found else None)
+        answer nobody received, but never spending somebody was served. `parts_recorded`:
+        an answer joined from calls recorded on their own (a plan's planner call and steps),
+        so only its log line is written: budgets and metrics never count it twice."""
+        if not parts_recorded:
+            committed = self._write(LedgerEntry(
+                request_id=result.request_id, ts=time.time(), tier=str(result.tier), backend=result.backend,
+                model=result.model, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                cost_usd=result.cost_usd, latency_ms=result.timings.total_ms, outcome="ok",
+                reasons=[r.code for r in result.trace], degraded=result.degraded))
+            with contextlib.suppress(Exception):  # a failed write is logged by _write(); the answer stands
+                await asyncio.wrap_future(committed)
+            self.metrics.observe_result(result, pii_action=self.settings.privacy.pii if pii_found else None)
         content = {}
         if self.settings.log_content:
             # Off by default: prompts and answers are the user's data, not the operator's.
@@ -76,6 +80,18 @@ class Recorder:
         self._write(LedgerEntry(request_id=request_id or "-", ts=time.time(), tier="", backend="", model="",
                                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=latency_ms,
                                 outcome=wire.grpc_code))
+
+    def call_failed(self, request_id: str, exc: BaseException, started: float, *, backend: str, tier: str,
+                    reason: str) -> None:
+        """A call the daemon made for a request (a plan's planner call) that failed while the
+        request went on: its ledger row and a log line, no failure metric (no client saw one)."""
+        wire = wire_error(exc, request_id)
+        self._write(LedgerEntry(request_id=request_id, ts=time.time(), tier=tier, backend=backend, model="",
+                                prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+                                latency_ms=(time.monotonic() - started) * 1000, outcome=wire.grpc_code,
+                                reasons=[reason]))
+        log.info("call failed", extra={"request_id": request_id, "backend": backend, "status": wire.grpc_code,
+                                       "error": wire.message})
 
     def shadow(self, entry: LedgerEntry) -> None:
         """A shadow sample's remote call: a ledger row (budgets count its cost), one log line."""

@@ -100,7 +100,7 @@ def explain(plan: Plan, served: Served, notices: Sequence[Reason], settings: Set
     for a in served.attempts:
         if a.outcome in (Outcome.OVER_BUDGET, Outcome.OVER_COST_CEILING):
             trace.append(Reason("COST_" + a.outcome.upper(), f"{a.backend}: {a.detail}"))
-    if plan.redaction is not None:
+    if plan.redaction is not None and plan.pii:  # (a plan's step has one that only cuts its context)
         trace.append(Reason("PII_REDACTED", f"{describe_kinds(plan.pii)} replaced by placeholders in everything sent "
                                             "to remote tiers (and put back in the answer)"))
     return trace, degraded or kept

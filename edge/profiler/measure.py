@@ -37,7 +37,7 @@ from edge.profiler.hardware import collect_hardware, measure_bandwidth_gbps
 from edge.profiler.profile import ModelProfile, ThreadResult, fastest_threads, load_profile, save_profile
 
 __all__ = ["PROMPT_TOKENS", "SHORT_BUDGET_S", "ProfileCancelled", "thread_candidates", "profile_model",
-           "ensure_profile"]
+           "ensure_profile", "load_llama", "timed_run", "set_threads", "bench_prompt", "chat_prompt"]
 
 PROMPT_TOKENS = 100          # prompt length for the prompt-rate runs
 SHORT_BUDGET_S = 30.0        # below this: the start-up plan (few tokens, few repeats)
@@ -153,7 +153,7 @@ class _Run:
         return self.gen_tokens / self.gen_s if self.gen_tokens > 0 and self.gen_s > 0 else 0.0
 
 
-def _timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | None = None,
+def timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | None = None,
                cancel: threading.Event | None = None) -> _Run:
     """One greedy generation from an empty KV cache; stops after `max_tokens` tokens,
     or at `stop_at` (perf_counter) once at least 3 tokens timed the generation rate.
@@ -180,21 +180,21 @@ def _timed_run(llm: Any, tokens: list[int], max_tokens: int, stop_at: float | No
                 wall_s=end - t0)
 
 
-def _set_threads(llm: Any, n: int) -> None:
+def set_threads(llm: Any, n: int) -> None:
     import llama_cpp
 
     llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)  # noqa: SLF001 - same context, new thread count
     llm.n_threads = llm.n_threads_batch = n
 
 
-def _bench_prompt(llm: Any) -> list[int]:
+def bench_prompt(llm: Any) -> list[int]:
     tokens: list[int] = llm.tokenize(_PROSE.encode("utf-8"), add_bos=True, special=False)
     while len(tokens) < PROMPT_TOKENS:
         tokens += llm.tokenize(_PROSE.encode("utf-8"), add_bos=False, special=False)
     return tokens[:PROMPT_TOKENS]
 
 
-def _chat_prompt(llm: Any, question: str) -> list[int]:
+def chat_prompt(llm: Any, question: str) -> list[int]:
     """`question` as one user turn in the model's own chat template (as the backend
     formats it); plain "User:/Assistant:" text when the GGUF has no usable template."""
     template = llm.metadata.get("tokenizer.chat_template")
@@ -212,6 +212,17 @@ def _chat_prompt(llm: Any, question: str) -> list[int]:
         except Exception:  # noqa: BLE001 - a template the formatter rejects only changes the TTFT prompt
             pass
     return list(llm.tokenize(f"User: {question}\nAssistant:".encode(), add_bos=True, special=False))
+
+
+def load_llama(path: Path, *, name: str, n_ctx: int = N_CTX, threads: int = 1, n_gpu_layers: int = 0) -> Any:
+    """A quiet `llama_cpp.Llama` for timed runs; ModelCorrupt when llama.cpp refuses the file."""
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                               n_gpu_layers=n_gpu_layers, verbose=False)
+    except ValueError as exc:  # llama-cpp-python's "failed to load model"
+        raise ModelCorrupt(f"model {name!r}: llama.cpp could not load {path}: {exc}") from exc
 
 
 def _median_result(threads: int, runs: list[_Run]) -> ThreadResult:
@@ -253,19 +264,15 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
 
     rss0 = _rss()
     t0 = time.perf_counter()
-    try:
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=candidates[0],
-                              n_threads_batch=candidates[0], n_gpu_layers=n_gpu_layers, verbose=False)
-    except ValueError as exc:  # llama-cpp-python's "failed to load model"
-        raise ModelCorrupt(f"model {name!r}: llama.cpp could not load {path}: {exc}") from exc
+    llm = load_llama(path, name=name, n_ctx=n_ctx, threads=candidates[0], n_gpu_layers=n_gpu_layers)
     load_s = time.perf_counter() - t0
     try:
         rss_load = _rss() - rss0
-        prompt = _bench_prompt(llm)
-        chat = _chat_prompt(llm, _TTFT_QUESTION)
+        prompt = bench_prompt(llm)
+        chat = chat_prompt(llm, _TTFT_QUESTION)
         # Warm-up: every weight page is touched (mmap faults, a cold disk) outside the timed runs.
         t0 = time.perf_counter()
-        _timed_run(llm, prompt[:16], 4, cancel=cancel)
+        timed_run(llm, prompt[:16], 4, cancel=cancel)
         warmup_s = time.perf_counter() - t0
         rss_bytes = _rss() - rss0
         log(f"{name}: loaded in {load_s:.2f} s, warm-up {warmup_s:.2f} s")
@@ -275,10 +282,10 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
         meter = _LoadMeter()
 
         def measure(n: int) -> _Run:
-            _set_threads(llm, n)
+            set_threads(llm, n)
             time.sleep(IDLE_S)
             with meter:
-                run = _timed_run(llm, prompt, plan.gen_tokens, stop_at=deadline, cancel=cancel)
+                run = timed_run(llm, prompt, plan.gen_tokens, stop_at=deadline, cancel=cancel)
             runs.setdefault(n, []).append(run)
             log(f"{name}: threads={n} prompt {run.prompt_tps:.1f} tok/s, gen {run.gen_tps:.1f} tok/s")
             return run
@@ -313,14 +320,14 @@ def profile_model(path: Path, *, sha256: str, name: str = "", budget_s: float = 
         if best.gen_tps <= 0 or best.prompt_tps <= 0:
             raise ModelError(f"model {name!r}: the profile runs produced no timing")
 
-        _set_threads(llm, best.threads)
+        set_threads(llm, best.threads)
         ttfts: list[float] = []
         for i in range(plan.ttft_repeats):
             if i > 0 and time.perf_counter() + ttft_reserve() > deadline:
                 reasons.append(f"{i} of {plan.ttft_repeats} TTFT samples fitted in the budget")
                 break
             time.sleep(IDLE_S)
-            ttfts.append(_timed_run(llm, chat, 1, cancel=cancel).prompt_s * 1000)
+            ttfts.append(timed_run(llm, chat, 1, cancel=cancel).prompt_s * 1000)
         other_load, steal, spread, noise = _noise(meter, runs)
         if noise:
             log(f"{name}: measured under load ({noise}): applied for now, to be measured again when idle")

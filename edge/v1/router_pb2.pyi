@@ -14,6 +14,13 @@ class RoutePreference(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_PREFERENCE_LOCAL_ONLY: _ClassVar[RoutePreference]
     ROUTE_PREFERENCE_CLOUD_ONLY: _ClassVar[RoutePreference]
 
+class Strategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STRATEGY_UNSPECIFIED: _ClassVar[Strategy]
+    STRATEGY_AUTO: _ClassVar[Strategy]
+    STRATEGY_DIRECT: _ClassVar[Strategy]
+    STRATEGY_PLAN: _ClassVar[Strategy]
+
 class Tier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TIER_UNSPECIFIED: _ClassVar[Tier]
@@ -24,6 +31,10 @@ ROUTE_PREFERENCE_UNSPECIFIED: RoutePreference
 ROUTE_PREFERENCE_AUTO: RoutePreference
 ROUTE_PREFERENCE_LOCAL_ONLY: RoutePreference
 ROUTE_PREFERENCE_CLOUD_ONLY: RoutePreference
+STRATEGY_UNSPECIFIED: Strategy
+STRATEGY_AUTO: Strategy
+STRATEGY_DIRECT: Strategy
+STRATEGY_PLAN: Strategy
 TIER_UNSPECIFIED: Tier
 TIER_LOCAL: Tier
 TIER_ONPREM: Tier
@@ -52,14 +63,16 @@ class GenerationParams(_message.Message):
     def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class RoutingHints(_message.Message):
-    __slots__ = ("preference", "max_latency_ms", "max_cost_usd")
+    __slots__ = ("preference", "max_latency_ms", "max_cost_usd", "strategy")
     PREFERENCE_FIELD_NUMBER: _ClassVar[int]
     MAX_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
     preference: RoutePreference
     max_latency_ms: int
     max_cost_usd: float
-    def __init__(self, preference: _Optional[_Union[RoutePreference, str]] = ..., max_latency_ms: _Optional[int] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
+    strategy: Strategy
+    def __init__(self, preference: _Optional[_Union[RoutePreference, str]] = ..., max_latency_ms: _Optional[int] = ..., max_cost_usd: _Optional[float] = ..., strategy: _Optional[_Union[Strategy, str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("messages", "params", "routing", "request_id", "model")
