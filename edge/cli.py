@@ -230,7 +230,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt != "-" else sys.stdin.read()
     kw: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p,
                           "seed": args.seed, "model": args.model, "system": args.system,
-                          "preference": args.preference, "stop": args.stop or ()}
+                          "preference": args.preference, "stop": args.stop or (), "strategy": args.strategy}
     with _client(args) as client:
         try:
             if args.stream:
@@ -646,6 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--preference", default="auto", choices=["auto", "local_only", "cloud_only"],
                    help="where it may be served: auto (the router decides; the default), local_only (never leaves "
                         "this device), cloud_only (a remote tier only)")
+    a.add_argument("--strategy", default="auto", choices=["auto", "direct", "plan"],
+                   help="plan: a remote planner splits a compound request into steps, each routed on its own; "
+                        "direct: never plan; auto (the default): as [plan] auto says")
     a.add_argument("--timeout", type=_TIMEOUT, default=120.0, help="deadline in seconds (default: 120)")
     a.add_argument("--json", action="store_true", help="print the whole response: served-by, timings, trace")
     a.set_defaults(func=cmd_ask)

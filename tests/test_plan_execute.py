@@ -361,3 +361,19 @@ def test_plan_with_the_real_model(daemon_factory, loopback, default_model_path):
     assert "".join(deltas) == r.text
     assert [x.detail.split(" ")[1] for x in r.trace if x.code == "PLAN_STEP"] == ["local/local", "local/local"]
     assert len(chats(cloud)) == 1  # the planner only: both steps answered on the device
+
+
+def test_edge_ask_takes_the_strategy(daemon_factory, loopback):
+    """The command line carries the hint: `edge ask --strategy plan` gets the joined answer."""
+    import subprocess
+    import sys
+
+    cloud = loopback(reply=replies(PLAN))
+    d = daemon_factory(plan_config(cloud))
+    r = subprocess.run([sys.executable, "-m", "edge", "ask", COMPOUND, "--target", d.target, "--strategy", "plan",
+                        "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["text"] == f"1. {Q1}\n2. remote: {Q2}\n3. {Q3}"
+    assert out["served_by"]["backend"] == "plan"
+    assert [t["code"] for t in out["trace"]][:2] == ["PLAN_REQUESTED", "PLAN"]
