@@ -56,24 +56,25 @@ def _temp_max() -> float | None:
     return max(readings) if readings else None
 
 
-def _freq_mhz() -> float | None:
+def _cpufreq_mhz(name: str) -> list[float]:
+    """Each CPU's cpufreq figure `name` (kHz in sysfs) in MHz; [] where cpufreq is absent."""
     values = []
-    for path in glob.glob(str(_CPU_SYS / "cpu[0-9]*" / "cpufreq" / "scaling_cur_freq")):
+    for path in glob.glob(str(_CPU_SYS / "cpu[0-9]*" / "cpufreq" / name)):
         try:
             values.append(int(Path(path).read_text().strip()) / 1000)
         except (OSError, ValueError):
             continue
+    return values
+
+
+def _freq_mhz() -> float | None:
+    values = _cpufreq_mhz("scaling_cur_freq")
     return statistics.fmean(values) if values else None
 
 
 def cpu_max_freq_mhz() -> float | None:
     """The highest clock any CPU may run at (cpufreq's cpuinfo_max_freq), or None."""
-    values = []
-    for path in glob.glob(str(_CPU_SYS / "cpu[0-9]*" / "cpufreq" / "cpuinfo_max_freq")):
-        try:
-            values.append(int(Path(path).read_text().strip()) / 1000)
-        except (OSError, ValueError):
-            continue
+    values = _cpufreq_mhz("cpuinfo_max_freq")
     return max(values) if values else None
 
 
