@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -266,6 +267,9 @@ def core_settings(tmp_path: Path, toml: str):  # type: ignore[no-untyped-def]
     return load_settings(cfg, environ={})
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 class Core:
     """An Engine built in-process (the fake local model, in-process providers by host)."""
 
@@ -292,7 +296,8 @@ class Core:
         from edge.validation import Draft
 
         events = []
-        arrival = Arrival(request_id or f"r{id(events)}", "test", stream=stream, time_remaining=timeout)
+        # A counter, not id(): ids of freed lists repeat, and the fleet deduplicates spend by request id.
+        arrival = Arrival(request_id or f"r{next(_REQUEST_IDS)}", "test", stream=stream, time_remaining=timeout)
         async for event in self.engine.serve(Draft(messages=[("user", text)], **draft), arrival):  # type: ignore[arg-type]
             events.append(event)
         assert isinstance(events[-1], Result)

@@ -684,6 +684,36 @@ def test_a_request_that_may_not_leave_the_device_is_never_shadowed(tmp_path, cas
     run(scenario())
 
 
+def test_a_shadow_in_flight_holds_its_cost_on_the_fleet_lease(tmp_path):
+    """A shadow passes the cost gate again when it starts: it holds its estimate on the
+    fleet's lease until it settles, so a request planned meanwhile cannot spend the same
+    money."""
+    from edge.fleet.budget import FleetBudget
+
+    p = providers(("cloud", "openai"), reply=lambda body: "42")
+    p["cloud"].set_fault(Fault("hang", times=1))  # the first shadow stays in flight
+
+    async def scenario() -> None:
+        toml = shadow_toml(extra=f"[cost]\n{PRICES}")
+        async with Core(core_settings(tmp_path, toml), p, load=FixedLoad(), classifier=FixedDifficulty(0.1)) as core:
+            fleet = FleetBudget(link=None, limit_usd=10.0)  # no server needed: the lease is held in memory
+            fleet.lease_left = 10.0
+            core.engine.runtime.cost_gate.fleet = fleet
+            r, _ = await core.ask("What is 6 * 7 - 1?", request_id="first")
+            assert r.tier == Tier.LOCAL
+            await asyncio.sleep(0.05)  # the shadow starts and hangs
+            assert len(p["cloud"].requests) == 1
+            held = fleet._holds["first:shadow"][0]  # noqa: SLF001 - the hold is the behaviour under test
+            assert held > 0 and core.engine.shadow is not None and core.engine.shadow.started_total == 1
+            fleet.lease_left = held * 1.5  # what is left of the lease: one shadow's worth, not two
+            with pytest.raises(Unavailable, match="lease of the fleet budget has"):  # held by the shadow
+                await core.ask("What is 6 * 7 - 1?", request_id="second", preference=Preference.CLOUD_ONLY)
+            await core.engine.close_shadows()
+        assert len(p["cloud"].requests) == 1  # only the first shadow ever reached the provider
+
+    run(scenario())
+
+
 def test_a_local_answer_is_shadowed_after_the_client_has_it_and_labelled(tmp_path):
     from edge.calibration.store import CalibrationStore
     from edge.ledger import Ledger

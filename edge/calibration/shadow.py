@@ -5,7 +5,8 @@ the ones it kept, so the router learns from both.
 
 Never for a request that may not leave the device: the plan's chain holds a remote
 candidate only when LOCAL_ONLY, routing.local_only, offline mode, the PII guard and
-the cost gate (ceilings, budgets) all allowed one. The client already has its answer
+the cost gate (ceilings, budgets) all allowed one, and the shadow passes the cost gate
+again when it starts (its spending is new). The client already has its answer
 when a shadow starts; at most `max_concurrent` run at once, and one that cannot start
 is dropped, not queued. Each shadow call is a ledger row (reason SHADOW) with its cost.
 """
@@ -47,6 +48,7 @@ class Shadow:
         self._rng = rng
         self._running: set[asyncio.Task[None]] = set()
         self.started_total = self.dropped_total = 0
+        self.refused_total = 0  # started, then refused by the cost gate (a budget spent since the plan)
 
     def maybe_sample(self, plan: Plan, served: Served, result: Result) -> None:
         """After the client's answer: start a shadow for this request, or not."""
@@ -58,7 +60,6 @@ class Shadow:
         if len(self._running) >= self.max_concurrent:
             self.dropped_total += 1
             return
-        self.started_total += 1
         confidence = served.verdict.confidence if served.verdict is not None else None
         task = asyncio.create_task(self._run(plan, remotes, result.text, confidence))
         self._running.add(task)
@@ -67,6 +68,17 @@ class Shadow:
     async def _run(self, plan: Plan, remotes: list, local_text: str, confidence: Confidence | None) -> None:
         generation = replace(plan.request.generation, stream=False, deadline=time.monotonic() + 120,
                              request_id=plan.request.request_id + ":shadow")
+        # The plan's cost check was for the client's request, which spent nothing remotely;
+        # the shadow is new spending, so it passes the gate again now: ceilings, this box's
+        # budget as it stands, and the fleet's lease (which holds the estimate for it until
+        # it settles, so shadows in flight cannot overdraw the lease either).
+        remotes, refused = await self.cost_gate.check(replace(plan.request, generation=generation), remotes)
+        if not remotes:
+            self.refused_total += 1
+            log.info("shadow sample not started: over a budget or ceiling",
+                     extra={"request_id": generation.request_id, "why": "; ".join(a.detail for a in refused)})
+            return
+        self.started_total += 1  # a remote call is made (edge_router_shadow_samples)
         outbound = plan.redaction.outbound if plan.redaction is not None else None
         parts: list[str] = []
         served: Served | None = None
@@ -81,8 +93,10 @@ class Shadow:
                     continue
         except Exception as exc:  # noqa: BLE001 - a shadow that fails teaches nothing and costs no client anything
             log.info("shadow sample failed", extra={"request_id": generation.request_id, "error": str(exc)})
-            return
+            served = None
         if served is None:
+            if self.cost_gate.fleet is not None:
+                self.cost_gate.fleet.settle(generation.request_id, 0.0)  # release the lease it held
             return
         remote_text = "".join(parts)
         if plan.redaction is not None:
