@@ -43,8 +43,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     c = settings.calibration
     by_source = Counter(x.source for x in labels)
     agree = sum(x.agrees for x in labels) / len(labels) if labels else 0.0
-    print(f"labels: {total} ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}); "
-          f"the local answer would have done in {agree:.0%} of the last {len(labels)}")
+    if labels:
+        print(f"labels: {total} ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}); "
+              f"the local answer would have done in {agree:.0%} of the last {len(labels)}")
+    else:
+        print(f"no labels yet ({path}): the daemon makes them from cascade escalations and shadow samples")
     value = c.quality_target if c.target == "quality" else c.spend_target
     result = fit(labels, target=c.target, value=value, min_labels=c.min_labels)
     if result is None:

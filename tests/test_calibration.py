@@ -147,6 +147,10 @@ def test_router_commands_import_show_export_and_reset(tmp_path):
     assert r.returncode == 1 and "line 1: 'conf_mean' and 'conf_min' are log-probabilities" in r.stderr
     assert "labels removed" in edge("reset").stdout
     assert "no labels yet" in edge("status").stdout
+    store = CalibrationStore(tmp_path / "ledger.calibration.sqlite3")  # the store exists, but is empty
+    store.close()
+    status = edge("status").stdout
+    assert "no labels yet" in status and "()" not in status
 
 
 CONFIDENT, DOUBTFUL = (-0.2, -0.6), (-2.0, -6.0)  # (mean, lowest token) log-probabilities at the gate
