@@ -220,26 +220,35 @@ def calibrated_scores(labels: list[Label], scored: list[dict[str, Any]], target:
                      for s, q in zip(before, scored)]), result.point
 
 
+def calibrated_capture(stream: list[dict[str, Any]]) -> tuple[float, float, int]:
+    """(APGR, CPT(95%)) shares of the oracle's saving for the calibrated router fitted on
+    the stream's first half and scored on its second, in the stream's order, and the
+    number of labels it was fitted on."""
+    warm, scored = stream[:len(stream) // 2], stream[len(stream) // 2:]
+    q_local = np.array([1.0 if q["local_right"] else 0.0 for q in scored])
+    oracle = evaluate(1.0 - q_local, q_local)
+    labels = teacher_labels(warm)
+    e = evaluate(calibrated_scores(labels, scored)[0], q_local)
+    return (capture(e["apgr"], 0.5, oracle["apgr"]),
+            capture(0.95 - (1.0 if e["cpt95"] is None else e["cpt95"]), 0.0, 0.95 - oracle["cpt95"]), len(labels))
+
+
+def spread(xs: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}
+
+
 def stream_orders(qs: list[dict[str, Any]], rounds: int, seed: int = SEED) -> dict[str, Any]:
     """The calibrated router's capture over `rounds` other orders of the same stream
-    (reshuffled, then split in halves as above): with 160 scored questions, CPT(95%)
+    (reshuffled, then split in halves as above): with 200 scored questions, CPT(95%)
     hangs on the few wrong answers scored lowest, so one order alone says little."""
     rng = random.Random(seed + 1)
-    apgr_c, cpt_c = [], []
+    captured = []
     for _ in range(rounds):
         order = list(qs)
         rng.shuffle(order)
-        warm, scored = order[:len(order) // 2], order[len(order) // 2:]
-        q_local = np.array([1.0 if q["local_right"] else 0.0 for q in scored])
-        oracle = evaluate(1.0 - q_local, q_local)
-        e = evaluate(calibrated_scores(teacher_labels(warm), scored)[0], q_local)
-        apgr_c.append(capture(e["apgr"], 0.5, oracle["apgr"]))
-        cpt_c.append(capture(0.95 - (1.0 if e["cpt95"] is None else e["cpt95"]), 0.0, 0.95 - oracle["cpt95"]))
-    summary = {"rounds": rounds}
-    for key, xs in (("apgr_capture", apgr_c), ("cpt95_capture", cpt_c)):
-        summary[key] = {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3),
-                        "max": round(max(xs), 3)}
-    return summary
+        captured.append(calibrated_capture(order))
+    return {"rounds": rounds, "apgr_capture": spread([a for a, _, _ in captured]),
+            "cpt95_capture": spread([c for _, c, _ in captured])}
 
 
 def answered_stream(per_family: int, seed: int, max_tokens: int) -> list[dict[str, Any]]:
@@ -261,22 +270,12 @@ def draws(seeds: list[int], per_family: int, max_tokens: int) -> dict[str, Any]:
     in its own order): how much the figure moves with the data, not only with the order."""
     rows = []
     for seed in seeds:
-        qs = answered_stream(per_family, seed, max_tokens)
-        warm, scored = qs[:len(qs) // 2], qs[len(qs) // 2:]
-        q_local = np.array([1.0 if q["local_right"] else 0.0 for q in scored])
-        oracle = evaluate(1.0 - q_local, q_local)
-        labels = teacher_labels(warm)
-        e = evaluate(calibrated_scores(labels, scored)[0], q_local)
-        rows.append({"seed": seed, "labels": len(labels),
-                     "apgr_capture": round(capture(e["apgr"], 0.5, oracle["apgr"]), 3),
-                     "cpt95_capture": round(capture(0.95 - (1.0 if e["cpt95"] is None else e["cpt95"]), 0.0,
-                                                    0.95 - oracle["cpt95"]), 3)})
-    summary: dict[str, Any] = {"benchmark": "calibration_draws", "questions_per_draw": per_family * len(FAMILIES),
-                               "draws": rows}
-    for key in ("apgr_capture", "cpt95_capture"):
-        xs = [r[key] for r in rows]
-        summary[key] = {"median": round(statistics.median(xs), 3), "min": min(xs), "max": max(xs)}
-    return summary
+        a, c, n = calibrated_capture(answered_stream(per_family, seed, max_tokens))
+        rows.append({"seed": seed, "labels": n,
+                     "apgr_capture": round(a, 3), "cpt95_capture": round(c, 3)})
+    return {"benchmark": "calibration_draws", "questions_per_draw": per_family * len(FAMILIES), "draws": rows,
+            "apgr_capture": spread([r["apgr_capture"] for r in rows]),
+            "cpt95_capture": spread([r["cpt95_capture"] for r in rows])}
 
 
 def main() -> None:
